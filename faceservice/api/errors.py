@@ -1,0 +1,154 @@
+"""One JSON error shape everywhere: {"error": {"code", "message", "request_id"}}.
+
+Codes are stable strings that clients may branch on; messages are for people.
+Any exception that carries `code` and `http_status` attributes (the face
+engine's ImageError family, for one) is rendered with them, so domain errors
+do not need to know about DRF.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.db import connection, transaction
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from faceservice.api.logging import current_request_id
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """Base for our own errors: a status, a stable code and a message."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+    default_detail = "The request is not valid."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 details: Any = None):
+        super().__init__(message or self.default_detail, code or self.default_code)
+        self.code = code or self.default_code
+        self.details = details
+
+
+class NotFound(ApiError):
+    status_code = 404
+    default_code = "not_found"
+    default_detail = "Not found."
+
+
+class Conflict(ApiError):
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "The request conflicts with the current state."
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+    default_code = "unprocessable"
+    default_detail = "The request is well-formed but cannot be processed."
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    default_code = "service_unavailable"
+    default_detail = "The service is not ready."
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    default_code = "request_too_large"
+    default_detail = "The request body is larger than this service accepts."
+
+
+# DRF's own exceptions, mapped to our stable codes.
+DRF_CODES: list[tuple[type[Exception], str]] = [
+    (exceptions.ValidationError, "invalid_request"),
+    (exceptions.ParseError, "malformed_request"),
+    (exceptions.AuthenticationFailed, "invalid_api_key"),
+    (exceptions.NotAuthenticated, "unauthenticated"),
+    (exceptions.PermissionDenied, "forbidden"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "rate_limited"),
+]
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": current_request_id()}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, Http404):
+        return NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
+        return PayloadTooLarge()
+    return exc
+
+
+def _roll_back_request() -> None:
+    # A request that failed must leave nothing behind (see TenantAPIView).
+    if connection.in_atomic_block:
+        transaction.set_rollback(True)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    exc = _translate(exc)
+    _roll_back_request()
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.code, str(exc.detail), exc.details), status=exc.status_code)
+    if hasattr(exc, "http_status") and hasattr(exc, "code") and isinstance(exc.code, str):
+        return Response(error_body(exc.code, str(exc)), status=int(exc.http_status))
+    if isinstance(exc, exceptions.APIException):
+        code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), "error")
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, exceptions.ValidationError):
+            return Response(error_body(code, "The request is not valid.", exc.detail),
+                            status=exc.status_code, headers=headers)
+        return Response(error_body(code, _message(exc)), status=exc.status_code, headers=headers)
+    # Anything else is our bug: log the type and traceback, answer without detail.
+    logger.error("unhandled error", exc_info=exc)
+    return Response(error_body("internal_error", "Something went wrong on our side."),
+                    status=500)
+
+
+def _message(exc: exceptions.APIException) -> str:
+    detail = exc.detail
+    if isinstance(detail, (list, dict)):
+        return "The request is not valid."
+    return str(detail)
+
+
+def json_not_found(request, exception=None, *args, **kwargs) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+
+
+def json_server_error(request, *args, **kwargs) -> JsonResponse:
+    return JsonResponse(error_body("internal_error", "Something went wrong on our side."), status=500)
+
+
+def json_bad_request(request, exception=None, *args, **kwargs) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body("request_too_large", PayloadTooLarge.default_detail), status=413)
+    return JsonResponse(error_body("malformed_request", "The request could not be read."), status=400)
+
+
+def json_permission_denied(request, exception=None, *args, **kwargs) -> JsonResponse:
+    return JsonResponse(error_body("forbidden", "You may not do this."), status=403)

@@ -1,0 +1,49 @@
+"""Request ids and one safe access-log line per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from faceservice.api.logging import request_id_var
+
+logger = logging.getLogger("faceservice.access")
+# A caller-supplied id is echoed back only when it is short and plain.
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            self._log(request, response.status_code, started)
+            return response
+        finally:
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _log(request, status: int, started: float) -> None:
+        # Method, route and outcome only: never bodies, query strings, headers or keys.
+        api_key = getattr(request, "api_key_id", None)
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "tenant_id": getattr(request, "tenant_id", None),
+                "api_key_id": str(api_key) if api_key else None,
+            },
+        )

@@ -1,0 +1,32 @@
+"""Role checks. Each view names the roles that may call it, per HTTP method."""
+
+from __future__ import annotations
+
+from rest_framework import permissions
+
+
+def allowed_roles(view, method: str) -> frozenset[str]:
+    roles = getattr(view, "allowed_roles", None)
+    if isinstance(roles, dict):
+        roles = roles.get(method, roles.get("*", ()))
+    return frozenset(roles or ())
+
+
+class HasRole(permissions.BasePermission):
+    """Allow a request whose API key holds one of the view's roles for this method.
+
+    A refusal is remembered on the request so the view can audit it after the
+    request's transaction has been rolled back.
+    """
+
+    message = "Your API key does not have a role that may do this."
+
+    def has_permission(self, request, view) -> bool:
+        principal = request.user
+        if not getattr(principal, "is_authenticated", False):
+            return False
+        needed = allowed_roles(view, request.method)
+        if principal.roles & needed:
+            return True
+        request._request.refused_role = {"needed": sorted(needed), "method": request.method}
+        return False

@@ -1,0 +1,48 @@
+"""The base for every tenant API view: one transaction per request, bound to the tenant."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from rest_framework.views import APIView
+
+from audit.services import record_event
+from faceservice.tenancy import tenant_context
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+class TenantAPIView(APIView):
+    """Runs the request in one transaction whose RLS tenant is the API key's tenant.
+
+    Authentication sets `app.tenant_id` for the transaction (see
+    ApiKeyAuthentication). Errors roll the transaction back (our exception
+    handler calls set_rollback), so a failed request leaves nothing behind.
+    """
+
+    allowed_roles: dict[str, tuple[str, ...]] | tuple[str, ...] = ()
+
+    def dispatch(self, request, *args, **kwargs):
+        with transaction.atomic():
+            response = super().dispatch(request, *args, **kwargs)
+        refused = getattr(request, "refused_role", None)
+        if refused:
+            self._audit_refusal(request, refused)
+        return response
+
+    def _audit_refusal(self, request, refused: dict) -> None:
+        # The request's own transaction was rolled back: record in a fresh one.
+        principal = self.request.user
+        with tenant_context(principal.tenant_id):
+            record_event(tenant_id=principal.tenant_id, actor=self.actor(), action="api_key.role_refused",
+                         target={"api_key_id": str(principal.api_key.id)}, outcome="refused",
+                         details={"endpoint": request.path, **refused})
+
+    # Helpers for subclasses ---------------------------------------------------------
+    @property
+    def tenant_id(self):
+        return self.request.user.tenant_id
+
+    def actor(self):
+        return self.request.user.actor(client_ip=client_ip(self.request))

@@ -1,0 +1,230 @@
+"""Settings, read from environment variables.
+
+Local defaults are safe for a developer's machine; `FACESERVICE_ENV=production`
+turns on the production checks in `faceservice.config`, which refuse to start
+with insecure settings.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from faceservice.config import check_production_settings, env, env_bool, env_int, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RUN_DIR = Path(env("FACESERVICE_RUN_DIR", str(BASE_DIR / ".run")))
+
+ENVIRONMENT = env("FACESERVICE_ENV", "development")
+PRODUCTION = ENVIRONMENT == "production"
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY", "" if PRODUCTION else "dev-only-insecure-secret-key-change-me")
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "faceservice",
+    "tenants",
+    "embeddings",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "faceservice.api.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "faceservice.urls"
+WSGI_APPLICATION = "faceservice.wsgi.application"
+ASGI_APPLICATION = "faceservice.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "faceservice" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------
+# DATABASE_URL must name a role WITHOUT superuser or BYPASSRLS: row-level
+# security is forced on every tenant table and is the second line of isolation.
+DATABASE_URL = env("DATABASE_URL", "")
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+                                     conn_health_checks=True)
+    if DATABASE_URL else {"ENGINE": "django.db.backends.postgresql", "NAME": "faceservice"},
+}
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"].get("NAME")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache (throttling), Celery broker ------------------------------------
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "fs",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None  # job state lives in PostgreSQL, the source of truth
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600)}
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE: dict = {}  # filled by the apps (see faceservice/celery.py)
+
+# --- Auth, passwords, sessions (staff console) -----------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"
+SESSION_COOKIE_AGE = env_int("CONSOLE_IDLE_TIMEOUT_SECONDS", 900)
+SESSION_SAVE_EVERY_REQUEST = True  # idle timeout: each request renews the short session
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Request size: images stay in memory, never in temp files --------------------
+MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 15 * 1024 * 1024)
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * MAX_IMAGE_BYTES)
+# Only our in-memory handler: Django's default TemporaryFileUploadHandler would
+# spill large uploads to /tmp, which the privacy promise forbids.
+FILE_UPLOAD_HANDLERS = ["faceservice.api.uploads.InMemoryOnlyUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+
+# --- REST framework ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["faceservice.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["faceservice.api.permissions.HasRole"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "faceservice.api.throttles.ApiKeyRateThrottle",
+        "faceservice.api.throttles.ClientIpRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env("RATE_LIMIT_PER_KEY", "600/min"),
+        "client_ip": env("RATE_LIMIT_PER_IP", "1200/min"),
+    },
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "faceservice.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Face search service API",
+    "DESCRIPTION": (
+        "Multi-tenant face search: index faces from your images, search by a new photo, "
+        "compare photos, delete face data. Authenticate with `Authorization: Bearer <api key>`. "
+        "Every error has the shape `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/v1",
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- Keys (KMS envelope encryption) -------------------------------------------------
+KMS_PROVIDER = env("KMS_PROVIDER", "local")  # "local" or "aws"
+KMS_KEY_ID = env("KMS_KEY_ID", "")  # AWS key id / ARN / alias when KMS_PROVIDER=aws
+LOCAL_KMS_KEY_FILE = env("LOCAL_KMS_KEY_FILE", str(RUN_DIR / "kms" / "master.keys"))
+DATA_KEY_CACHE_TTL_SECONDS = env_int("DATA_KEY_CACHE_TTL_SECONDS", 300)
+DATA_KEY_CACHE_MAX_ENTRIES = env_int("DATA_KEY_CACHE_MAX_ENTRIES", 1000)
+
+# --- Face models -----------------------------------------------------------------
+FACE_MODEL_ROOT = env("FACE_MODEL_ROOT", str(Path.home() / ".insightface"))
+FACE_MODEL_PACK = env("FACE_MODEL_PACK", "buffalo_l")
+FACE_MODEL_PROVIDERS = env_list("FACE_MODEL_PROVIDERS", ["CPUExecutionProvider"])
+FACE_MODEL_THREADS = env_int("FACE_MODEL_THREADS", 0)  # 0: onnxruntime decides
+FACE_DET_SIZE = env_int("FACE_DET_SIZE", 640)
+
+# --- Outbound fetches (image URLs, webhooks) ----------------------------------------
+# Networks that are allowed even though private (tests, private deployments).
+FETCH_ALLOWED_NETWORKS = env_list("FETCH_ALLOWED_NETWORKS", [])
+FETCH_TIMEOUT_SECONDS = float(env("FETCH_TIMEOUT_SECONDS", "10"))
+
+# --- Logging: JSON lines, request id on each, never bodies or secrets ----------------
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "faceservice.api.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's request logger prints the request object on errors; ours logs a safe line.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}
+
+if PRODUCTION:
+    check_production_settings(globals())

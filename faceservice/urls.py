@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from faceservice import health
+from faceservice.api import errors
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("v1/", include("tenants.urls")),
+    path("v1/", include("embeddings.urls")),
+    path("v1/", include("audit.urls")),
+    path("staff/", admin.site.urls),
+    # Last: every other path is a JSON 404, never an HTML page.
+    re_path(r"^.*$", errors.json_not_found),
+]
+
+handler400 = errors.json_bad_request
+handler403 = errors.json_permission_denied
+handler404 = errors.json_not_found
+handler500 = errors.json_server_error

@@ -1,0 +1,122 @@
+"""Writes for tenants and API keys. Every change is audited in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import Actor, record_event
+from faceservice.tenancy import tenant_context
+from tenants.models import ApiKey, Role, Tenant
+
+KEY_PREFIX_BYTES = 6  # 12 hex characters: public, for lookup
+KEY_SECRET_BYTES = 32  # 256 bits of entropy
+KEY_SCHEME = "fsk"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """An API key as shown to its owner exactly once."""
+
+    api_key: ApiKey
+    plaintext: str
+
+
+def digest_secret(plaintext: str) -> str:
+    # The secret is 256 random bits, so a fast hash is enough (as for GitHub
+    # tokens): a slow password hash would add latency to every request and no
+    # protection that the entropy does not already give.
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def parse_key(plaintext: str) -> str | None:
+    """The lookup prefix of a key shaped `fsk_<prefix>_<secret>`, else None."""
+    parts = plaintext.split("_", 2)  # the secret itself may contain "_"
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != KEY_PREFIX_BYTES * 2:
+        return None
+    return parts[1]
+
+
+def validate_roles(roles: list[str]) -> list[str]:
+    unknown = sorted(set(roles) - set(Role.values))
+    if unknown or not roles:
+        raise ValueError(f"roles must be a non-empty subset of {Role.values}; unknown: {unknown}")
+    return sorted(set(roles))
+
+
+@transaction.atomic
+def create_tenant(*, name: str, face_retention_days: int | None = None,
+                  actor: Actor) -> Tenant:
+    tenant = Tenant.objects.create(name=name, face_retention_days=face_retention_days)
+    with tenant_context(tenant.id):
+        record_event(tenant_id=tenant.id, actor=actor, action="tenant.created",
+                     target={"tenant_id": str(tenant.id)})
+    return tenant
+
+
+@transaction.atomic
+def set_tenant_status(*, tenant: Tenant, status: str, actor: Actor) -> Tenant:
+    if status not in Tenant.Status.values:
+        raise ValueError(f"status must be one of {Tenant.Status.values}")
+    previous = tenant.status
+    tenant.status = status
+    tenant.save(update_fields=["status", "updated_at"])
+    with tenant_context(tenant.id):
+        record_event(tenant_id=tenant.id, actor=actor, action="tenant.status_changed",
+                     target={"tenant_id": str(tenant.id)},
+                     details={"from": previous, "to": status})
+    return tenant
+
+
+@transaction.atomic
+def update_tenant_settings(*, tenant: Tenant, face_retention_days: int | None,
+                           actor: Actor) -> Tenant:
+    tenant.face_retention_days = face_retention_days
+    tenant.save(update_fields=["face_retention_days", "updated_at"])
+    with tenant_context(tenant.id):
+        record_event(tenant_id=tenant.id, actor=actor, action="tenant.settings_changed",
+                     target={"tenant_id": str(tenant.id)},
+                     details={"face_retention_days": face_retention_days})
+    return tenant
+
+
+def create_api_key(*, tenant_id: UUID, name: str, roles: list[str],
+                   expires_at: datetime | None = None, actor: Actor) -> IssuedKey:
+    roles = validate_roles(roles)
+    prefix = secrets.token_hex(KEY_PREFIX_BYTES)
+    plaintext = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(KEY_SECRET_BYTES)}"
+    with tenant_context(tenant_id):
+        api_key = ApiKey.objects.create(
+            tenant_id=tenant_id, name=name, prefix=prefix, digest=digest_secret(plaintext),
+            roles=roles, expires_at=expires_at,
+        )
+        record_event(tenant_id=tenant_id, actor=actor, action="api_key.created",
+                     target={"api_key_id": str(api_key.id)},
+                     details={"name": name, "roles": roles})
+    return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def revoke_api_key(*, tenant_id: UUID, api_key_id: UUID, actor: Actor) -> ApiKey:
+    """Revoke a key of this tenant. A foreign or unknown id raises ApiKey.DoesNotExist."""
+    with tenant_context(tenant_id):
+        api_key = ApiKey.objects.select_for_update().get(tenant_id=tenant_id, id=api_key_id)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            record_event(tenant_id=tenant_id, actor=actor, action="api_key.revoked",
+                         target={"api_key_id": str(api_key.id)})
+    return api_key
+
+
+def touch_last_used(*, api_key: ApiKey, now: datetime) -> None:
+    """Record use at most once a minute, so authentication is not a write per request."""
+    if api_key.last_used_at and (now - api_key.last_used_at).total_seconds() < 60:
+        return
+    ApiKey.objects.filter(id=api_key.id).update(last_used_at=now)
+    api_key.last_used_at = now
