@@ -1,0 +1,76 @@
+"""Face engine: model packs, image intake and face analysis.
+
+Pure Python (no Django): the API, the Celery workers, tests and benchmarks all
+use it the same way.
+
+    from embeddings.engine import EngineConfig, get_engine, decode_image, AnalyzeOptions
+    engine = get_engine(EngineConfig(model_root="/models", pack="buffalo_l"))
+    analysis = engine.analyze(decode_image(data), AnalyzeOptions(max_faces=10))
+    engine.model_id, engine.dimension   # from the loaded model files
+
+Heavy modules (onnxruntime, insightface) load on first use of the engine, so
+importing the errors or the intake functions stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import DEFAULT_PACK, EngineConfig
+from .errors import (
+    CorruptImage,
+    EngineError,
+    FetchFailed,
+    FetchRefused,
+    FetchTimeout,
+    ImageError,
+    ImageTooLarge,
+    ModelsUnavailable,
+    NotAnImage,
+    S3ObjectNotFound,
+    TooManyPixels,
+    UnsupportedFormat,
+)
+
+if TYPE_CHECKING:
+    from .engine import (
+        LEFT_OUT_REASONS,
+        Analysis,
+        AnalyzeOptions,
+        Face,
+        FaceEngine,
+        LeftOutFace,
+        clear_engine_cache,
+        get_engine,
+    )
+    from .fetch import SafeResponse, Timeouts, fetch_image_url, safe_request
+    from .intake import ImageLimits, decode_image
+    from .s3 import fetch_s3_object
+
+_LAZY = {
+    "Analysis": "engine", "AnalyzeOptions": "engine", "Face": "engine", "FaceEngine": "engine",
+    "LeftOutFace": "engine", "LEFT_OUT_REASONS": "engine", "get_engine": "engine",
+    "clear_engine_cache": "engine",
+    "ImageLimits": "intake", "decode_image": "intake",
+    "SafeResponse": "fetch", "Timeouts": "fetch", "fetch_image_url": "fetch", "safe_request": "fetch",
+    "fetch_s3_object": "s3",
+}
+
+__all__ = [
+    "DEFAULT_PACK", "EngineConfig",
+    "CorruptImage", "EngineError", "FetchFailed", "FetchRefused", "FetchTimeout", "ImageError",
+    "ImageTooLarge", "ModelsUnavailable", "NotAnImage", "S3ObjectNotFound", "TooManyPixels",
+    "UnsupportedFormat",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
