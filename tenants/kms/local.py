@@ -162,6 +162,12 @@ def _check_dir(directory: Path) -> None:
                               "must not be (chmod 700)")
 
 
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What must change for us to re-read (and re-check) the keyring: content,
+    replacement, and also ownership/mode, so a chmod 644 is noticed at once."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid)
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -205,7 +211,7 @@ class LocalKmsProvider(KmsProvider):
         self._create = create
         self._lock = threading.RLock()
         self._keys: dict[str, _MasterKey] = {}
-        self._stamp: tuple[int, int, int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._ever_loaded = False
 
     def __repr__(self) -> str:
@@ -220,7 +226,7 @@ class LocalKmsProvider(KmsProvider):
 
     # --- keyring file -------------------------------------------------------------
 
-    def _read(self) -> tuple[dict[str, _MasterKey], tuple[int, int, int, int]]:
+    def _read(self) -> tuple[dict[str, _MasterKey], tuple[int, ...]]:
         deadline = time.monotonic() + 2.0
         while True:
             try:
@@ -237,7 +243,7 @@ class LocalKmsProvider(KmsProvider):
                     chunks.append(chunk)
             finally:
                 os.close(fd)
-            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            stamp = _stamp(st)
             try:
                 return _parse(b"".join(chunks), self._path), stamp
             except KmsError:
@@ -285,8 +291,7 @@ class LocalKmsProvider(KmsProvider):
                     raise KeyNotFound(f"{self._path}: keyring file does not exist") from None
                 self._create_keyring()
                 st = os.stat(self._path, follow_symlinks=False)
-            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            if stamp != self._stamp:
+            if _stamp(st) != self._stamp:
                 _check_dir(self._path.parent)
                 self._keys, self._stamp = self._read()
                 self._ever_loaded = True

@@ -1,0 +1,371 @@
+"""Protection of face embeddings under a tenant's data key (DEK).
+
+Two things are derived from a tenant's 32-byte DEK (per key version):
+
+1. The *canonical* embedding of each face is encrypted with AES-256-GCM
+   (:func:`encrypt_embedding`). It is what exact re-ranking and re-keying read.
+2. The *searchable* vector is a protected template y = R·x
+   (:func:`projection_matrix`, :func:`project`), R a secret orthogonal matrix.
+   Cosine similarity and inner product are preserved, so pgvector HNSW works
+   unchanged inside a tenant, while templates from different tenants (or raw
+   embeddings from any other system) do not match. It is renewable: re-keying
+   maps y to R_new·R_oldᵀ·y (:func:`reproject`) without touching the images.
+   It is *not* encryption: see docs/SECURITY-crypto.md.
+
+Key separation: the DEK is never used directly. The AES-GCM key and the
+projection seed are derived from it with HKDF-SHA256 under distinct labels,
+so the two uses cannot interact.
+
+Encrypted embedding format (version 1)::
+
+    0x01 | nonce (12 random bytes) | AES-256-GCM(float32 little-endian vector) | tag (16)
+
+Associated data: length-prefixed fields (4-byte big-endian length each) of a
+purpose label, the format byte, tenant id, face id, key version (8-byte
+big-endian) and model id. Length prefixes make the encoding unambiguous
+("ab"+"c" and "a"+"bc" differ).
+
+Pure Python + NumPy + cryptography; no Django.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = [
+    "FORMAT_VERSION",
+    "EmbeddingIntegrityError",
+    "clear_projection_cache",
+    "configure_projection_cache",
+    "decrypt_embedding",
+    "dek_fingerprint",
+    "encrypt_embedding",
+    "encrypted_size",
+    "project",
+    "projection_matrix",
+    "reproject",
+]
+
+FORMAT_VERSION = 1
+_VERSION_BYTE = bytes([FORMAT_VERSION])
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_DEK_BYTES = 32
+_MAX_DIMENSION = 8192
+
+_ENCRYPTION_LABEL = b"faceservice/embedding-encryption-key/v1"
+_AAD_LABEL = b"faceservice/embedding-aad/v1"
+_FINGERPRINT_LABEL = b"faceservice/dek-fingerprint/v1"
+_PROJECTION_SALT = b"faceservice/projection-salt/v1"
+_PROJECTION_LABEL = b"faceservice/projection-matrix/v1"
+
+
+class EmbeddingIntegrityError(Exception):
+    """An encrypted embedding did not verify: tampered, truncated, or opened with
+    the wrong key, tenant, face, key version or model. No vector is returned."""
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _lp(*parts: bytes) -> bytes:
+    """Length-prefixed concatenation: unambiguous for any field contents."""
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+def _text(value: object, name: str) -> bytes:
+    if isinstance(value, uuid.UUID):
+        value = str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str (or UUID), not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return value.encode("utf-8")
+
+
+def _key_version(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("key_version must be an int")
+    if not 0 <= value < 2**63:
+        raise ValueError("key_version out of range")
+    return value
+
+
+def _dek(value: object) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("dek must be bytes")
+    value = bytes(value)
+    if len(value) != _DEK_BYTES:
+        raise ValueError(f"dek must be {_DEK_BYTES} bytes (AES-256)")
+    return value
+
+
+def _expand(dek: bytes, info: bytes) -> bytes:
+    """HKDF-Expand (RFC 5869 §2.3) with the DEK as PRK, one block: the DEK is
+    already a uniformly random 32-byte key, so the extract step adds nothing.
+    T(1) = HMAC-SHA256(PRK, info || 0x01)."""
+    return hmac.digest(dek, info + b"\x01", "sha256")
+
+
+def dek_fingerprint(dek: bytes) -> str:
+    """A one-way 128-bit identifier of a DEK (hex), safe to log or use as a
+    cache key; it reveals nothing about the key."""
+    return _expand(_dek(dek), _FINGERPRINT_LABEL)[:16].hex()
+
+
+def _aad(tenant_id: object, face_id: object, key_version: object, model_id: object) -> bytes:
+    return _lp(_AAD_LABEL, _VERSION_BYTE, _text(tenant_id, "tenant_id"),
+               _text(face_id, "face_id"), _key_version(key_version).to_bytes(8, "big"),
+               _text(model_id, "model_id"))
+
+
+def encrypted_size(dimension: int) -> int:
+    """Size in bytes of an encrypted embedding of ``dimension`` floats."""
+    return 1 + _NONCE_BYTES + 4 * dimension + _TAG_BYTES
+
+
+# --- canonical embedding: AES-256-GCM ---------------------------------------------------
+
+
+def encrypt_embedding(*, dek: bytes, embedding: np.ndarray, tenant_id: str, face_id: str,
+                      key_version: int, model_id: str) -> bytes:
+    """Encrypt one embedding (1-D, finite) as float32 little-endian under ``dek``,
+    bound to tenant, face, key version and model."""
+    vector = np.asarray(embedding)
+    if vector.ndim != 1 or not 0 < vector.shape[0] <= _MAX_DIMENSION:
+        raise ValueError("embedding must be a non-empty 1-D vector")
+    if not np.issubdtype(vector.dtype, np.number) or np.iscomplexobj(vector):
+        raise TypeError("embedding must be real numbers")
+    payload = np.ascontiguousarray(vector, dtype="<f4")
+    if not np.isfinite(payload).all():
+        raise ValueError("embedding contains NaN or infinity")
+    aad = _aad(tenant_id, face_id, key_version, model_id)
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = AESGCM(_expand(_dek(dek), _ENCRYPTION_LABEL)).encrypt(nonce, payload.tobytes(), aad)
+    return _VERSION_BYTE + nonce + sealed
+
+
+def decrypt_embedding(*, dek: bytes, ciphertext: bytes, tenant_id: str, face_id: str,
+                      key_version: int, model_id: str,
+                      dimension: int | None = None) -> np.ndarray:
+    """Decrypt what :func:`encrypt_embedding` made; the same tenant, face, key
+    version, model and key must be given. Returns a new float32 vector.
+
+    Raises :class:`EmbeddingIntegrityError` on any mismatch or tampering (and
+    if ``dimension`` is given and does not match)."""
+    aad = _aad(tenant_id, face_id, key_version, model_id)
+    key = _expand(_dek(dek), _ENCRYPTION_LABEL)
+    if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
+        raise TypeError("ciphertext must be bytes")
+    blob = bytes(ciphertext)
+    if len(blob) < 1 + _NONCE_BYTES + _TAG_BYTES + 4 or blob[:1] != _VERSION_BYTE:
+        raise EmbeddingIntegrityError("not an encrypted embedding (unknown format or truncated)")
+    nonce = blob[1:1 + _NONCE_BYTES]
+    try:
+        payload = AESGCM(key).decrypt(nonce, blob[1 + _NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise EmbeddingIntegrityError(
+            "encrypted embedding failed authentication (tampered, or wrong key / "
+            "tenant / face / key version / model)") from None
+    if len(payload) % 4:
+        raise EmbeddingIntegrityError("decrypted payload is not a float32 vector")
+    vector = np.frombuffer(payload, dtype="<f4").astype(np.float32)  # native, writable copy
+    if dimension is not None and vector.shape[0] != dimension:
+        raise EmbeddingIntegrityError(
+            f"embedding has dimension {vector.shape[0]}, expected {dimension}")
+    return vector
+
+
+# --- protected template: secret orthogonal projection -------------------------------------
+
+
+def _projection_seed(dek: bytes, key_version: int, dimension: int, model_id: str) -> bytes:
+    info = _lp(_PROJECTION_LABEL, _key_version(key_version).to_bytes(8, "big"),
+               _text(model_id, "model_id"), dimension.to_bytes(4, "big"))
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_PROJECTION_SALT,
+                info=info).derive(dek)
+
+
+def _gaussian_matrix(seed: bytes, dimension: int) -> np.ndarray:
+    """A d×d matrix of independent standard normals, fully determined by ``seed``.
+
+    Why not ``numpy.random.Generator(PCG64(seed)).standard_normal``: NumPy does
+    not promise that Generator's distribution methods give the same numbers
+    across NumPy versions ("Generator does not provide a version compatibility
+    guarantee"). If an upgrade changed them, every tenant's R would silently
+    change and every stored template would stop matching. So the random bits
+    come from AES-256-CTR keyed by the seed (a CSPRNG whose output is fixed by
+    definition, using all 256 bits of the seed), and the normals from the
+    Box-Muller transform written out here.
+    """
+    count = dimension * dimension
+    pairs = (count + 1) // 2
+    stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+    words = np.frombuffer(stream.update(bytes(16 * pairs)) + stream.finalize(), dtype="<u8")
+    # 53-bit uniforms in (0, 1]: never 0, so log() is finite.
+    uniform = ((words >> np.uint64(11)).astype(np.float64) + 1.0) * (1.0 / 2.0**53)
+    u1, u2 = uniform[:pairs], uniform[pairs:]
+    radius = np.sqrt(-2.0 * np.log(u1))
+    angle = (2.0 * math.pi) * u2
+    normals = np.empty(2 * pairs, dtype=np.float64)
+    normals[0::2] = radius * np.cos(angle)
+    normals[1::2] = radius * np.sin(angle)
+    return normals[:count].reshape(dimension, dimension)
+
+
+def _orthogonal_from_seed(seed: bytes, dimension: int) -> np.ndarray:
+    """Haar-distributed orthogonal matrix: QR of a Gaussian matrix with the signs
+    of R's diagonal moved into Q (Mezzadri, 2007). Without the sign fix Q is
+    not uniformly distributed (and depends on LAPACK's sign convention)."""
+    q, r = np.linalg.qr(_gaussian_matrix(seed, dimension))
+    signs = np.where(np.diagonal(r) < 0.0, -1.0, 1.0)
+    q *= signs[np.newaxis, :]
+    matrix = np.ascontiguousarray(q, dtype=np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
+class _MatrixCache:
+    """LRU of projection matrices keyed by (DEK fingerprint, version, model, dim).
+
+    Holds the matrices (which are themselves secret: with R a template can be
+    inverted) but never the DEK. Entries expire after ``ttl_seconds`` so a
+    shredded tenant's R does not outlive its DEK in a worker for long."""
+
+    def __init__(self, max_entries: int = 64, ttl_seconds: float = 600.0) -> None:
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, int, str, int], tuple[np.ndarray, float]] = (
+            OrderedDict())
+
+    def __repr__(self) -> str:
+        return f"<projection matrix cache: {len(self._entries)}/{self.max_entries} entries>"
+
+    def __reduce__(self):
+        raise TypeError("the projection cache holds secret matrices and must not be pickled")
+
+    def get(self, key: tuple[str, int, str, int]) -> np.ndarray | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[1] <= time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[str, int, str, int], matrix: np.ndarray) -> None:
+        if self.max_entries <= 0 or self.ttl_seconds <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (matrix, time.monotonic() + self.ttl_seconds)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_matrix_cache = _MatrixCache()
+
+
+def _reset_after_fork() -> None:
+    _matrix_cache._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def configure_projection_cache(*, max_entries: int | None = None,
+                               ttl_seconds: float | None = None) -> None:
+    """Resize / re-time the process-wide projection matrix cache (0 disables it).
+    At d=512 each entry is 1 MiB."""
+    if max_entries is not None:
+        _matrix_cache.max_entries = int(max_entries)
+    if ttl_seconds is not None:
+        _matrix_cache.ttl_seconds = float(ttl_seconds)
+    _matrix_cache.clear()
+
+
+def clear_projection_cache() -> None:
+    """Forget every cached projection matrix in this process."""
+    _matrix_cache.clear()
+
+
+def projection_matrix(*, dek: bytes, key_version: int, dimension: int,
+                      model_id: str) -> np.ndarray:
+    """The tenant's secret orthogonal matrix R (float32, d×d, read-only) for this
+    key version and model: HKDF-SHA256(DEK; info = purpose, key version, model
+    id, dimension) → 32-byte seed → AES-CTR bit stream → Gaussian d×d → QR with
+    sign fix. Deterministic for a given DEK + version + model + dimension;
+    cached per process (about 40 ms to build at d=512)."""
+    dek = _dek(dek)
+    key_version = _key_version(key_version)
+    if isinstance(dimension, bool) or not isinstance(dimension, int) \
+            or not 2 <= dimension <= _MAX_DIMENSION:
+        raise ValueError(f"dimension must be an int in [2, {_MAX_DIMENSION}]")
+    model = _text(model_id, "model_id").decode("utf-8")
+    cache_key = (dek_fingerprint(dek), key_version, model, dimension)
+    matrix = _matrix_cache.get(cache_key)
+    if matrix is None:
+        matrix = _orthogonal_from_seed(_projection_seed(dek, key_version, dimension, model),
+                                       dimension)
+        _matrix_cache.put(cache_key, matrix)
+    return matrix
+
+
+def _square(matrix: np.ndarray) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float32)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError("projection matrix must be square")
+    return m
+
+
+def _vectors(x: np.ndarray, dimension: int, name: str) -> np.ndarray:
+    v = np.asarray(x, dtype=np.float32)
+    if v.ndim not in (1, 2) or v.shape[-1] != dimension:
+        raise ValueError(f"{name} must have shape ({dimension},) or (n, {dimension})")
+    return v
+
+
+def project(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """y = R·x for one vector (d,) or each row of a batch (n, d); float32."""
+    r = _square(matrix)
+    v = _vectors(x, r.shape[0], "x")
+    if v.ndim == 1:
+        return r @ v
+    return v @ r.T
+
+
+def reproject(old_matrix: np.ndarray, new_matrix: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Re-key templates: R_new·R_oldᵀ·y for one vector or each row of a batch.
+    Equals projecting the original embedding under R_new (to float32 rounding)."""
+    old = _square(old_matrix)
+    new = _square(new_matrix)
+    if old.shape != new.shape:
+        raise ValueError("old and new projection matrices differ in dimension")
+    v = _vectors(y, old.shape[0], "y")
+    if v.ndim == 1:
+        return new @ (old.T @ v)
+    return (v @ old) @ new.T
