@@ -228,3 +228,14 @@ LOGGING = {
 
 if PRODUCTION:
     check_production_settings(globals())
+
+# --- Vector search (see docs/BENCHMARKS.md for how these were chosen) ------------
+HNSW_M = env_int("HNSW_M", 16)
+HNSW_EF_CONSTRUCTION = env_int("HNSW_EF_CONSTRUCTION", 64)
+HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 100)
+# Tenants with fewer faces of a model than this are searched exactly (a scan
+# of their own rows), larger ones through the HNSW index.
+EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 20000)
+# Candidates fetched from the index per requested match, re-ranked exactly.
+SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
+SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)

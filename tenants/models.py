@@ -71,3 +71,40 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class TenantKey(models.Model):
+    """A tenant's data key (DEK), stored only wrapped by the KMS master key.
+
+    Versions let a tenant's key rotate online: faces carry the version they
+    were encrypted under, and both versions stay readable until re-encryption
+    finishes. `destroyed_at` marks crypto-shredding: the wrapped key is gone.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active: new faces use it"
+        RETIRING = "retiring", "Retiring: still readable while faces are re-encrypted"
+        RETIRED = "retired", "Retired: no faces use it"
+        DESTROYED = "destroyed", "Destroyed (crypto-shredded)"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="data_keys")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    provider = models.CharField(max_length=16)
+    master_key_id = models.CharField(max_length=300)
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tenants_tenantkey"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "version"], name="tenantkey_version_unique"),
+            models.UniqueConstraint(fields=["tenant"], condition=models.Q(status="active"),
+                                    name="tenantkey_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} v{self.version} ({self.status})"

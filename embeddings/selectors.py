@@ -1,0 +1,150 @@
+"""Reads of face data: tenant-scoped vector search with exact re-ranking, listings.
+
+Search, for each readable key version of the tenant (two during a key
+rotation): project the query with that version's secret matrix, fetch
+candidates from pgvector (HNSW for large tenants, an exact scan of the
+tenant's own rows for small ones), then decrypt the candidates' canonical
+embeddings and re-rank by exact cosine, then apply the threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import QuerySet
+
+from embeddings.models import Face
+from embeddings.protection import decrypt_embedding, project, projection_matrix
+from embeddings.vector_index import _check, model_predicate, vector_expression
+from faceservice.tenancy import tenant_context
+from tenants import data_keys
+
+
+@dataclass(frozen=True)
+class Match:
+    face_id: UUID
+    asset_id: str
+    subject_id: str | None
+    similarity: float
+    bbox: list[float]
+
+
+@dataclass
+class SearchTimings:
+    vector_search_ms: float = 0.0
+    rerank_ms: float = 0.0
+    candidates: int = 0
+    strategy: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def faces_of_model(*, tenant_id: UUID | str, model_id: str) -> int:
+    """How many faces of this model the tenant has (cached briefly: it picks the strategy)."""
+    key = f"face-count:{tenant_id}:{model_id}"
+    count = cache.get(key)
+    if count is None:
+        count = Face.objects.filter(tenant_id=tenant_id, model_id=model_id).count()
+        cache.set(key, count, timeout=60)
+    return count
+
+
+def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.ndarray, limit: int,
+                    exact: bool, subject_ids, asset_ids) -> list[tuple]:
+    dimension = int(query.shape[0])
+    _check(model_id, dimension)
+    distance = f"{vector_expression(dimension)} <#> %s::vector({dimension})"
+    # An exact scan must not use the HNSW index: "+ 0" makes the ORDER BY
+    # expression differ from the indexed one, so the planner uses the tenant's
+    # btree rows and sorts them.
+    order = f"({distance}) + 0" if exact else distance
+    filters, params = ["tenant_id = %s", "key_version = %s"], [str(tenant_id), key_version]
+    if subject_ids:
+        filters.append("subject_id = ANY(%s)")
+        params.append(list(subject_ids))
+    if asset_ids:
+        filters.append("asset_id = ANY(%s)")
+        params.append(list(asset_ids))
+    sql = (f"SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "
+           f"WHERE {model_predicate(model_id)} AND {' AND '.join(filters)} "
+           f"ORDER BY {order} LIMIT %s")
+    vector_text = "[" + ",".join(f"{v:.7g}" for v in query.tolist()) + "]"
+    with connection.cursor() as cursor:
+        if not exact:
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
+                           "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                           [str(max(settings.HNSW_EF_SEARCH, limit))])
+        # Placeholders in order: the filters (WHERE), the vector (ORDER BY), the limit.
+        cursor.execute(sql, [*params, vector_text, limit])
+        return cursor.fetchall()
+
+
+def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
+                 threshold: float = 0.0, subject_ids: list[str] | None = None,
+                 asset_ids: list[str] | None = None,
+                 timings: SearchTimings | None = None) -> list[Match]:
+    """The tenant's faces most similar to `embedding`, best first, at or above `threshold`."""
+    timings = timings or SearchTimings()
+    query = np.asarray(embedding, dtype=np.float32)
+    limit = max(top_k * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
+    with tenant_context(tenant_id):
+        exact = faces_of_model(tenant_id=tenant_id, model_id=model_id) <= settings.EXACT_SEARCH_MAX_FACES
+        timings.strategy = "exact" if exact else "hnsw"
+        candidates: list[tuple[tuple, int, bytes]] = []
+        for version in data_keys.readable_versions(tenant_id=tenant_id):
+            key = data_keys.data_key(tenant_id=tenant_id, version=version)
+            matrix = projection_matrix(dek=key, key_version=version, dimension=query.shape[0],
+                                       model_id=model_id)
+            started = time.perf_counter()
+            rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                   query=project(matrix, query), limit=limit, exact=exact,
+                                   subject_ids=subject_ids, asset_ids=asset_ids)
+            timings.vector_search_ms += (time.perf_counter() - started) * 1000
+            candidates.extend((row, version, key) for row in rows)
+    started = time.perf_counter()
+    matches = rerank(tenant_id=tenant_id, query=query, model_id=model_id, candidates=candidates)
+    timings.rerank_ms = (time.perf_counter() - started) * 1000
+    timings.candidates = len(candidates)
+    return [m for m in matches if m.similarity >= threshold][:top_k]
+
+
+def rerank(*, tenant_id, query: np.ndarray, model_id: str, candidates: list) -> list[Match]:
+    """Exact cosine on the decrypted canonical embeddings, best first."""
+    if not candidates:
+        return []
+    embeddings = np.stack([
+        decrypt_embedding(dek=key, ciphertext=bytes(row[4]), tenant_id=str(tenant_id), face_id=str(row[0]),
+                          key_version=version, model_id=model_id)
+        for row, version, key in candidates
+    ])
+    similarities = embeddings @ (query / np.linalg.norm(query))
+    order = np.argsort(-similarities, kind="stable")
+    return [Match(face_id=candidates[i][0][0], asset_id=candidates[i][0][1], subject_id=candidates[i][0][2],
+                  similarity=float(similarities[i]), bbox=candidates[i][0][3]) for i in order]
+
+
+def face_embedding(*, tenant_id: UUID | str, face_id: UUID) -> tuple[np.ndarray, str]:
+    """The decrypted canonical embedding of one of the tenant's faces, and its model."""
+    with tenant_context(tenant_id):
+        face = Face.objects.get(tenant_id=tenant_id, id=face_id)
+    key = data_keys.data_key(tenant_id=tenant_id, version=face.key_version)
+    embedding = decrypt_embedding(dek=key, ciphertext=bytes(face.embedding_ciphertext),
+                                  tenant_id=str(tenant_id), face_id=str(face.id),
+                                  key_version=face.key_version, model_id=face.model_id)
+    return embedding, face.model_id
+
+
+def faces_for(*, tenant_id: UUID | str, asset_id: str | None = None,
+              subject_id: str | None = None) -> QuerySet[Face]:
+    """Face metadata of the tenant (never embeddings), optionally of one asset or subject."""
+    faces = Face.objects.filter(tenant_id=tenant_id).defer("embedding_ciphertext", "search_vector")
+    if asset_id is not None:
+        faces = faces.filter(asset_id=asset_id)
+    if subject_id is not None:
+        faces = faces.filter(subject_id=subject_id)
+    return faces

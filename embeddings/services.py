@@ -1,0 +1,237 @@
+"""Writes of face data: index an asset's faces, delete, purge, re-encrypt.
+
+Every write runs inside `tenant_context` (row-level security) and records its
+audit event in the same transaction, so no change happens without its event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import Actor, record_event
+from embeddings.models import Asset, Face
+from embeddings.protection import (
+    decrypt_embedding,
+    encrypt_embedding,
+    project,
+    projection_matrix,
+)
+from faceservice.tenancy import tenant_context
+from tenants import data_keys
+from tenants.models import Tenant
+
+
+class DetectedFace(Protocol):
+    bbox: Sequence[float]
+    det_score: float
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class IndexedAsset:
+    asset_id: str
+    face_ids: list[UUID]
+    superseded: bool = False  # a newer submission of this asset was indexed already
+    replaced: int = 0  # faces of an earlier image of the asset that were removed
+
+
+@dataclass(frozen=True)
+class DeletionReceipt:
+    receipt_id: UUID
+    requested: dict[str, Any]
+    faces_deleted: int
+    assets_deleted: int
+    deleted_at: datetime
+    keys_destroyed: int = 0
+    face_ids: list[str] = field(default_factory=list)
+
+
+def protect_faces(*, tenant_id: UUID | str, faces: Sequence[DetectedFace], model_id: str,
+                  key: data_keys.DataKeyRef) -> list[tuple[UUID, bytes, np.ndarray]]:
+    """(face id, encrypted canonical embedding, protected search vector) per face."""
+    if not faces:
+        return []
+    embeddings = np.stack([np.asarray(face.embedding, dtype=np.float32) for face in faces])
+    matrix = projection_matrix(dek=key.key, key_version=key.version,
+                               dimension=embeddings.shape[1], model_id=model_id)
+    vectors = project(matrix, embeddings)
+    protected = []
+    for embedding, vector in zip(embeddings, vectors, strict=True):
+        face_id = uuid.uuid4()
+        ciphertext = encrypt_embedding(dek=key.key, embedding=embedding, tenant_id=str(tenant_id),
+                                       face_id=str(face_id), key_version=key.version, model_id=model_id)
+        protected.append((face_id, ciphertext, vector))
+    return protected
+
+
+def expiry_for(tenant: Tenant, now: datetime, expires_at: datetime | None) -> datetime | None:
+    if tenant.face_retention_days:
+        retention_end = now + timedelta(days=tenant.face_retention_days)
+        return min(expires_at, retention_end) if expires_at else retention_end
+    return expires_at
+
+
+def replace_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence[DetectedFace],
+                        model_id: str, submitted_at: datetime, actor: Actor,
+                        subject_id: str | None = None, job_id: UUID | None = None,
+                        expires_at: datetime | None = None) -> IndexedAsset:
+    """Make the asset's faces exactly `faces`, atomically.
+
+    Idempotent and ordered: re-running the same submission replaces its own
+    faces again (no duplicates), and a submission older than the one already
+    indexed changes nothing (`superseded`).
+    """
+    key = data_keys.active_key(tenant_id=tenant_id, actor=actor)
+    protected = protect_faces(tenant_id=tenant_id, faces=faces, model_id=model_id, key=key)
+    now = timezone.now()
+    with tenant_context(tenant_id):
+        tenant = Tenant.objects.get(id=tenant_id)
+        asset, created = Asset.objects.select_for_update().get_or_create(
+            tenant_id=tenant_id, asset_id=asset_id,
+            defaults={"subject_id": subject_id, "source_submitted_at": submitted_at})
+        if not created and asset.source_submitted_at > submitted_at:
+            current = list(Face.objects.filter(tenant_id=tenant_id, asset_id=asset_id)
+                           .values_list("id", flat=True))
+            return IndexedAsset(asset_id=asset_id, face_ids=current, superseded=True)
+        replaced, _ = Face.objects.filter(tenant_id=tenant_id, asset_id=asset_id).delete()
+        Face.objects.bulk_create([
+            Face(id=face_id, tenant_id=tenant_id, asset_id=asset_id, subject_id=subject_id, job_id=job_id,
+                 bbox=[round(float(v), 2) for v in face.bbox], det_score=float(face.det_score),
+                 model_id=model_id, key_version=key.version, embedding_ciphertext=ciphertext,
+                 search_vector=vector, created_at=now, expires_at=expiry_for(tenant, now, expires_at))
+            for face, (face_id, ciphertext, vector) in zip(faces, protected, strict=True)
+        ])
+        asset.subject_id, asset.face_count = subject_id, len(protected)
+        asset.source_submitted_at, asset.indexed_at = submitted_at, now
+        asset.save()
+        face_ids = [face_id for face_id, _, _ in protected]
+        record_event(tenant_id=tenant_id, actor=actor, action="faces.indexed",
+                     target={"asset_id": asset_id, "subject_id": subject_id,
+                             "job_id": str(job_id) if job_id else None},
+                     details={"faces": len(face_ids), "replaced": replaced, "key_version": key.version,
+                              "model_id": model_id})
+    return IndexedAsset(asset_id=asset_id, face_ids=face_ids, replaced=replaced)
+
+
+def _delete_matching(tenant_id: UUID | str, *, face_ids: Iterable[UUID] = (),
+                     asset_ids: Iterable[str] = (), subject_ids: Iterable[str] = ()) -> tuple[list[str], int]:
+    faces = Face.objects.filter(tenant_id=tenant_id)
+    assets = Asset.objects.filter(tenant_id=tenant_id)
+    face_ids, asset_ids, subject_ids = list(face_ids), list(asset_ids), list(subject_ids)
+    if face_ids:
+        faces = faces.filter(id__in=face_ids)
+    elif asset_ids:
+        faces, assets = faces.filter(asset_id__in=asset_ids), assets.filter(asset_id__in=asset_ids)
+    elif subject_ids:
+        faces, assets = faces.filter(subject_id__in=subject_ids), assets.filter(subject_id__in=subject_ids)
+    deleted_ids = [str(face_id) for face_id in faces.values_list("id", flat=True)]
+    faces.delete()
+    assets_deleted = 0
+    if face_ids:
+        _refresh_asset_counts(tenant_id)
+    else:
+        assets_deleted, _ = assets.delete()
+    return deleted_ids, assets_deleted
+
+
+def _refresh_asset_counts(tenant_id: UUID | str) -> None:
+    for asset in Asset.objects.filter(tenant_id=tenant_id):
+        count = Face.objects.filter(tenant_id=tenant_id, asset_id=asset.asset_id).count()
+        if count != asset.face_count:
+            Asset.objects.filter(pk=asset.pk).update(face_count=count)
+
+
+def delete_faces(*, tenant_id: UUID | str, actor: Actor, face_ids: Sequence[UUID] = (),
+                 asset_ids: Sequence[str] = (), subject_ids: Sequence[str] = ()) -> DeletionReceipt:
+    """Delete faces by ids, by asset ids or by subject ids (exactly one kind).
+
+    Rows are deleted, not flagged. Deleting what is already gone is not an
+    error: the receipt says zero.
+    """
+    kinds = [bool(face_ids), bool(asset_ids), bool(subject_ids)]
+    if sum(kinds) != 1:
+        raise ValueError("give exactly one of face_ids, asset_ids, subject_ids")
+    requested = {name: [str(v) for v in values] for name, values in
+                 (("face_ids", face_ids), ("asset_ids", asset_ids), ("subject_ids", subject_ids)) if values}
+    receipt_id, now = uuid.uuid4(), timezone.now()
+    with tenant_context(tenant_id):
+        deleted_ids, assets_deleted = _delete_matching(
+            tenant_id, face_ids=face_ids, asset_ids=asset_ids, subject_ids=subject_ids)
+        record_event(tenant_id=tenant_id, actor=actor, action="faces.deleted", target=requested,
+                     details={"faces_deleted": len(deleted_ids), "assets_deleted": assets_deleted},
+                     receipt_id=receipt_id)
+    return DeletionReceipt(receipt_id=receipt_id, requested=requested, faces_deleted=len(deleted_ids),
+                           assets_deleted=assets_deleted, deleted_at=now, face_ids=deleted_ids)
+
+
+def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionReceipt:
+    """Delete every face and asset of the tenant and destroy its data keys."""
+    receipt_id, now = uuid.uuid4(), timezone.now()
+    with transaction.atomic(), tenant_context(tenant_id):
+        faces_deleted, _ = Face.objects.filter(tenant_id=tenant_id).delete()
+        assets_deleted, _ = Asset.objects.filter(tenant_id=tenant_id).delete()
+        keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
+        record_event(tenant_id=tenant_id, actor=actor, action="faces.purged", target={"tenant_id": str(tenant_id)},
+                     details={"faces_deleted": faces_deleted, "assets_deleted": assets_deleted,
+                              "keys_destroyed": keys_destroyed}, receipt_id=receipt_id)
+    return DeletionReceipt(receipt_id=receipt_id, requested={"purge": True}, faces_deleted=faces_deleted,
+                           assets_deleted=assets_deleted, deleted_at=now, keys_destroyed=keys_destroyed)
+
+
+def purge_expired_faces(*, now: datetime | None = None, actor: Actor | None = None) -> int:
+    """Delete faces past their expiry, tenant by tenant (retention)."""
+    now = now or timezone.now()
+    actor = actor or Actor.system("retention")
+    total = 0
+    for tenant_id in Tenant.objects.values_list("id", flat=True):
+        with tenant_context(tenant_id):
+            expired = Face.objects.filter(tenant_id=tenant_id, expires_at__lte=now)
+            count, _ = expired.delete()
+            if count:
+                _refresh_asset_counts(tenant_id)
+                record_event(tenant_id=tenant_id, actor=actor, action="faces.retention_purged",
+                             details={"faces_deleted": count})
+                total += count
+    return total
+
+
+def reencrypt_batch(*, tenant_id: UUID | str, batch_size: int = 500, actor: Actor) -> int:
+    """Move up to `batch_size` faces from retiring key versions to the active one.
+
+    Each batch is one transaction, so a crash loses at most a batch's work and
+    the next run picks up where it stopped (rows still carry the old version).
+    Searches keep working throughout: they query every readable version.
+    """
+    active = data_keys.active_key(tenant_id=tenant_id, actor=actor)
+    with tenant_context(tenant_id):
+        faces = list(Face.objects.select_for_update(skip_locked=True)
+                     .filter(tenant_id=tenant_id).exclude(key_version=active.version)[:batch_size])
+        for face in faces:
+            old_key = data_keys.data_key(tenant_id=tenant_id, version=face.key_version)
+            embedding = decrypt_embedding(dek=old_key, ciphertext=bytes(face.embedding_ciphertext),
+                                          tenant_id=str(tenant_id), face_id=str(face.id),
+                                          key_version=face.key_version, model_id=face.model_id)
+            matrix = projection_matrix(dek=active.key, key_version=active.version,
+                                       dimension=embedding.shape[0], model_id=face.model_id)
+            face.embedding_ciphertext = encrypt_embedding(
+                dek=active.key, embedding=embedding, tenant_id=str(tenant_id), face_id=str(face.id),
+                key_version=active.version, model_id=face.model_id)
+            face.search_vector = project(matrix, embedding)
+            face.key_version = active.version
+        Face.objects.bulk_update(faces, ["embedding_ciphertext", "search_vector", "key_version"])
+        if not faces:
+            in_use = set(Face.objects.filter(tenant_id=tenant_id).values_list("key_version", flat=True))
+            data_keys.finish_retired_keys(tenant_id=tenant_id, in_use_versions=in_use, actor=actor)
+        else:
+            record_event(tenant_id=tenant_id, actor=actor, action="key.faces_reencrypted",
+                         details={"faces": len(faces), "to_version": active.version})
+    return len(faces)
