@@ -1,24 +1,31 @@
-"""The face engine as the Django side sees it: configured from settings, loaded once."""
+"""The face engine as the Django side sees it: configured from settings, loaded once per process."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.conf import settings
 
+from embeddings.engine import EngineConfig, ModelsUnavailable, get_engine
+from embeddings.engine.pack import locate_pack
 
-def pack_directory() -> Path | None:
-    """The configured model pack folder, in either layout insightface uses."""
-    root = Path(settings.FACE_MODEL_ROOT)
-    for candidate in (root / settings.FACE_MODEL_PACK, root / "models" / settings.FACE_MODEL_PACK):
-        if candidate.is_dir() and any(candidate.glob("*.onnx")):
-            return candidate
-    return None
+
+def engine_config() -> EngineConfig:
+    size = int(settings.FACE_DET_SIZE)
+    return EngineConfig(
+        model_root=settings.FACE_MODEL_ROOT, pack=settings.FACE_MODEL_PACK,
+        device=settings.FACE_DEVICE, intra_op_threads=settings.FACE_MODEL_THREADS,
+        det_size=(size, size),
+    )
+
+
+def face_engine():
+    """The process-wide FaceEngine. Raises ModelsUnavailable (HTTP 503) when the pack is missing."""
+    return get_engine(engine_config())
 
 
 def model_status() -> tuple[bool, str]:
-    pack = pack_directory()
-    if pack is None:
-        return False, (f"model pack '{settings.FACE_MODEL_PACK}' not found under "
-                       f"{settings.FACE_MODEL_ROOT} (see docs/MODELS.md)")
-    return True, f"{settings.FACE_MODEL_PACK} at {pack}"
+    """For /readyz: is the configured pack present? (Does not load it.)"""
+    try:
+        files = locate_pack(settings.FACE_MODEL_ROOT, settings.FACE_MODEL_PACK)
+    except ModelsUnavailable as exc:
+        return False, str(exc)
+    return True, f"{settings.FACE_MODEL_PACK} at {files.folder}"

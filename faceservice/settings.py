@@ -193,9 +193,13 @@ DATA_KEY_CACHE_MAX_ENTRIES = env_int("DATA_KEY_CACHE_MAX_ENTRIES", 1000)
 # --- Face models -----------------------------------------------------------------
 FACE_MODEL_ROOT = env("FACE_MODEL_ROOT", str(Path.home() / ".insightface"))
 FACE_MODEL_PACK = env("FACE_MODEL_PACK", "buffalo_l")
-FACE_MODEL_PROVIDERS = env_list("FACE_MODEL_PROVIDERS", ["CPUExecutionProvider"])
+FACE_DEVICE = env("FACE_DEVICE", "cpu")  # cpu | cuda | auto
 FACE_MODEL_THREADS = env_int("FACE_MODEL_THREADS", 0)  # 0: onnxruntime decides
 FACE_DET_SIZE = env_int("FACE_DET_SIZE", 640)
+# Similarity at or above which two faces are called the same person. 0.35 sits
+# above the highest different-person score measured for the test pack (0.309)
+# and keeps TAR@FAR=1e-3 near 98 % (see docs/MODELS.md); calibrate per pack.
+FACE_MATCH_THRESHOLD = float(env("FACE_MATCH_THRESHOLD", "0.35"))
 
 # --- Outbound fetches (image URLs, webhooks) ----------------------------------------
 # Networks that are allowed even though private (tests, private deployments).
@@ -239,3 +243,5 @@ EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 20000)
 # Candidates fetched from the index per requested match, re-ranked exactly.
 SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)
+# Buckets an index job may name (empty: any bucket the service's credentials reach).
+S3_ALLOWED_BUCKETS = env_list("S3_ALLOWED_BUCKETS", [])

@@ -1,0 +1,3 @@
+"""Routes for index jobs and face listings (see embeddings/job_apis.py)."""
+
+urlpatterns: list = []
