@@ -8,8 +8,15 @@ from rest_framework import permissions
 def allowed_roles(view, method: str) -> frozenset[str]:
     roles = getattr(view, "allowed_roles", None)
     if isinstance(roles, dict):
+        if method == "HEAD" and "HEAD" not in roles:
+            method = "GET"  # Django answers HEAD with the GET handler: same roles
         roles = roles.get(method, roles.get("*", ()))
     return frozenset(roles or ())
+
+
+def has_handler(view, method: str) -> bool:
+    name = method.lower()
+    return name in view.http_method_names and hasattr(view, name)
 
 
 class HasRole(permissions.BasePermission):
@@ -25,6 +32,8 @@ class HasRole(permissions.BasePermission):
         principal = request.user
         if not getattr(principal, "is_authenticated", False):
             return False
+        if not has_handler(view, request.method):
+            return True  # let DRF answer 405: a wrong method is not a missing role
         needed = allowed_roles(view, request.method)
         if principal.roles & needed:
             return True
