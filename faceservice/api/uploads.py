@@ -19,6 +19,13 @@ class InMemoryOnlyUploadHandler(FileUploadHandler):
     images must never touch disk, so this is the only handler configured.
     """
 
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        # Each file is capped below, but Django lets a request carry up to
+        # DATA_UPLOAD_MAX_NUMBER_FILES of them: cap the whole body as well, before reading it.
+        if content_length > settings.MAX_REQUEST_BYTES:
+            raise PayloadTooLarge()
+        return None
+
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
         self.buffer = io.BytesIO()
