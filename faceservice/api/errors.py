@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import connection, transaction
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -136,6 +137,7 @@ def _message(exc: exceptions.APIException) -> str:
     return str(detail)
 
 
+@csrf_exempt  # else an unknown POST route gets Django's HTML CSRF page instead of this 404
 def json_not_found(request, exception=None, *args, **kwargs) -> JsonResponse:
     return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
 
