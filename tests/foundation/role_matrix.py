@@ -1,0 +1,70 @@
+"""Who may call what: the one table of tenant endpoints and the roles allowed on each.
+
+Every `/v1/...` route and method must have a row here: test_role_matrix.py walks
+Django's URL resolver and fails naming each missing route (with the line to add),
+then calls every row with a key of every role and checks that the allowed roles
+get through and the others get 403.
+
+docs/ROLES.md is generated from this table. After editing it, run
+
+    .venv/bin/python tests/foundation/render_role_matrix.py > docs/ROLES.md
+
+(test_roles_doc_is_current fails until you do).
+
+This module is plain Python on purpose (no Django import), so that the doc can
+be rendered without a database or settings.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+ADMIN = "admin"
+INDEXER = "indexer"
+SEARCHER = "searcher"
+COMPARER = "comparer"
+AUDITOR = "auditor"
+ALL_ROLES = (ADMIN, INDEXER, SEARCHER, COMPARER, AUDITOR)
+
+# What each role is for (kept equal to tenants.models.Role by a test).
+ROLE_PURPOSES = {
+    ADMIN: "manage keys and webhooks, delete face data",
+    INDEXER: "submit index jobs, list faces",
+    SEARCHER: "search and compare",
+    COMPARER: "stateless compare only",
+    AUDITOR: "read the audit log and statistics",
+}
+
+PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One HTTP method on one route, and the roles that may call it."""
+
+    method: str
+    path: str  # OpenAPI-style template, as in /api/schema/: /v1/api-keys/{api_key_id}
+    roles: tuple[str, ...]
+    summary: str = ""
+    # Example values for path parameters; a fresh uuid is used for any not given.
+    examples: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def example_url(self) -> str:
+        return PATH_PARAMETER.sub(lambda m: self.examples.get(m.group(1), str(uuid.uuid4())), self.path)
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    # --- tenants/ ---------------------------------------------------------------------
+    Endpoint("GET", "/v1/tenant", ALL_ROLES, "Read the tenant's settings"),
+    Endpoint("PATCH", "/v1/tenant", (ADMIN,), "Change the tenant's settings"),
+    Endpoint("GET", "/v1/api-keys", (ADMIN,), "List API keys"),
+    Endpoint("POST", "/v1/api-keys", (ADMIN,), "Create an API key (shown once)"),
+    Endpoint("DELETE", "/v1/api-keys/{api_key_id}", (ADMIN,), "Revoke an API key"),
+    # --- embeddings/ (add rows here) ----------------------------------------------------
+    # --- audit/ (add rows here) ---------------------------------------------------------
+)
