@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `foundation` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from foundation.role_matrix import ALL_ROLES, ENDPOINTS, ROLE_PURPOSES  # noqa: E402
+from foundation.role_matrix import ALL_ROLES, ENDPOINTS, ROLE_PURPOSES
 
 REGENERATE = ".venv/bin/python tests/foundation/render_role_matrix.py > docs/ROLES.md"
 
