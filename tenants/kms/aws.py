@@ -136,10 +136,8 @@ class AwsKmsProvider(KmsProvider):
     def _require_enabled(self, master_key_id: str) -> None:
         with self._state_lock:
             cached = self._states.get(master_key_id)
-        if cached is not None and cached[1] > self._clock():
-            state = cached[0]
-        else:
-            state = self.describe(master_key_id)
+        fresh = cached is not None and cached[1] > self._clock()
+        state = cached[0] if fresh else self.describe(master_key_id)
         if not state.usable:
             raise KeyDisabled(f"KMS key {master_key_id} is {state.value}")
 

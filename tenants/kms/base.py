@@ -13,7 +13,7 @@ from .errors import DecryptionFailed, KmsError
 DATA_KEY_BYTES = 32  # AES-256
 
 
-class KeyState(str, enum.Enum):
+class KeyState(enum.StrEnum):
     """State of a master key. Only ENABLED keys may be used."""
 
     ENABLED = "Enabled"

@@ -127,7 +127,7 @@ def test_symlinked_keyring_and_writable_folder_are_refused(tmp_path, keyring, pr
     link.symlink_to(keyring)
     with pytest.raises(InsecureKeyFile):
         LocalKmsProvider(path=link).generate_data_key(context=CTX)
-    os.chmod(keyring.parent, 0o777)
+    os.chmod(keyring.parent, 0o777)  # noqa: S103 - the unsafe folder under test
     try:
         with pytest.raises(InsecureKeyFile):
             LocalKmsProvider(path=keyring).generate_data_key(context=CTX)
@@ -142,7 +142,7 @@ def test_missing_keyring_is_not_recreated_behind_our_back(keyring, provider):
         provider.generate_data_key(context=CTX)
     assert not keyring.exists()
     with pytest.raises(KeyNotFound):
-        LocalKmsProvider(path=keyring.with_name("absent.keys"), create=False).current_key_id
+        _ = LocalKmsProvider(path=keyring.with_name("absent.keys"), create=False).current_key_id
 
 
 def test_two_master_keys_and_rewrap(keyring, provider):
