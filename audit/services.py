@@ -1,10 +1,18 @@
-"""Writing audit events: in the caller's transaction, chained per tenant."""
+"""Writing audit events: in the caller's transaction, chained per tenant.
+
+`record_event` is the one way in. It runs inside the caller's transaction (so an
+action and its event commit or roll back together) and appends to the tenant's
+hash chain: each event carries the SHA-256 of the previous one, and the chain
+head row is locked until the caller commits, so a chain is strictly linear.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +47,13 @@ class Actor:
     def operator(cls, name: str = "manage.py") -> Actor:
         return cls(type="operator", name=name)
 
+    @classmethod
+    def staff(cls, user: Any, *, roles: tuple[str, ...] = ("auditor",),
+              client_ip: str | None = None) -> Actor:
+        """A platform staff member signed in to the console (a Django user)."""
+        return cls(type="staff", id=str(user.pk), name=user.get_username(), roles=roles,
+                   client_ip=client_ip)
+
 
 def chain_of(tenant_id: UUID | str | None) -> str:
     return str(tenant_id) if tenant_id else PLATFORM_CHAIN
@@ -58,6 +73,36 @@ def event_hash(values: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def stored_values(event: AuditEvent) -> dict[str, Any]:
+    """The hashed fields of a stored event, as `event_hash` expects them."""
+    return {name: getattr(event, name) for name in HASHED_FIELDS}
+
+
+def _json_safe(value: dict[str, Any] | None) -> dict[str, Any]:
+    # What is hashed must be exactly what jsonb gives back later: UUIDs and
+    # datetimes become strings, tuples lists, before hashing and storing.
+    return _jsonb_numbers(json.loads(json.dumps(value or {}, default=str, allow_nan=False)))
+
+
+def _jsonb_numbers(value: Any) -> Any:
+    # jsonb keeps numbers as numeric: 1e+20 comes back as the integer 10**20.
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e16:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _jsonb_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_numbers(item) for item in value]
+    return value
+
+
+def _canonical_ip(value: str | None) -> str | None:
+    # PostgreSQL's inet prints addresses in canonical form; hash that form.
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
+
+
 def record_event(*, tenant_id: UUID | str | None, actor: Actor, action: str,
                  target: dict[str, Any] | None = None, outcome: str = "success",
                  details: dict[str, Any] | None = None,
@@ -66,24 +111,31 @@ def record_event(*, tenant_id: UUID | str | None, actor: Actor, action: str,
 
     The chain head row is locked until the caller commits, so events of one
     tenant are appended one after another; call this late in a transaction.
+    `tenant_id=None` appends to the platform chain (staff and operator events).
     """
+    request_id = current_request_id()
+    return append_event(
+        tenant_id=tenant_id, occurred_at=timezone.now(),
+        values={
+            "actor_type": actor.type, "actor_id": actor.id, "actor_name": actor.name,
+            "role": ",".join(actor.roles), "action": action, "target": _json_safe(target),
+            "outcome": outcome, "details": _json_safe(details),
+            "request_id": request_id if request_id != "-" else "",
+            "client_ip": _canonical_ip(actor.client_ip), "receipt_id": str(receipt_id) if receipt_id else None,
+        })
+
+
+def append_event(*, tenant_id: UUID | str | None, occurred_at: datetime,
+                 values: dict[str, Any]) -> AuditEvent:
+    """Link and insert one event. Callers other than record_event: tests and imports only."""
     chain = chain_of(tenant_id)
     with transaction.atomic(), platform_scope():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(
             chain=chain, defaults={"tenant_id": tenant_id, "seq": 0, "hash": GENESIS_HASH})
-        values = {
-            "chain": chain, "seq": head.seq + 1,
-            "occurred_at": timezone.now(),
-            "tenant_id": str(tenant_id) if tenant_id else None,
-            "actor_type": actor.type, "actor_id": actor.id, "actor_name": actor.name,
-            "role": ",".join(actor.roles), "action": action, "target": target or {},
-            "outcome": outcome, "details": details or {},
-            "request_id": current_request_id() if current_request_id() != "-" else "",
-            "client_ip": actor.client_ip, "receipt_id": str(receipt_id) if receipt_id else None,
-            "prev_hash": head.hash,
-        }
-        values["hash"] = event_hash(values)
-        event = AuditEvent.objects.create(**values)
-        head.seq, head.hash = values["seq"], values["hash"]
+        row = {**values, "chain": chain, "seq": head.seq + 1, "occurred_at": occurred_at,
+               "tenant_id": str(tenant_id) if tenant_id else None, "prev_hash": head.hash}
+        row["hash"] = event_hash(row)
+        event = AuditEvent.objects.create(**row)
+        head.seq, head.hash = row["seq"], row["hash"]
         head.save(update_fields=["seq", "hash"])
     return event

@@ -230,6 +230,31 @@ LOGGING = {
     },
 }
 
+# --- Audit log and the auditors' console (audit app; see docs/AUDIT.md) -------------
+# Audit events are kept for years, not days. The database refuses to purge
+# events younger than 365 days whatever this says (audit_min_retention()).
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 2557)  # seven years
+# HMAC key for chain-head anchors and retention checkpoints. Keep it apart from the
+# database credentials; empty derives one from SECRET_KEY (development only).
+AUDIT_ANCHOR_KEY = env("AUDIT_ANCHOR_KEY", "")
+AUDIT_ANCHOR_OLD_KEYS = env_list("AUDIT_ANCHOR_OLD_KEYS", [])  # still verify after rotation
+AUDIT_ANCHOR_INTERVAL_SECONDS = env_int("AUDIT_ANCHOR_INTERVAL_SECONDS", 3600)
+# Optional external sink: an S3 bucket created with Object Lock enabled.
+AUDIT_ANCHOR_S3_BUCKET = env("AUDIT_ANCHOR_S3_BUCKET", "")
+AUDIT_ANCHOR_S3_PREFIX = env("AUDIT_ANCHOR_S3_PREFIX", "audit-anchors/")
+AUDIT_ANCHOR_S3_LOCK_MODE = env("AUDIT_ANCHOR_S3_LOCK_MODE", "COMPLIANCE")
+AUDIT_ANCHOR_S3_RETENTION_DAYS = env_int("AUDIT_ANCHOR_S3_RETENTION_DAYS", AUDIT_RETENTION_DAYS)
+AUDIT_EXPORT_CHUNK_SIZE = env_int("AUDIT_EXPORT_CHUNK_SIZE", 2000)  # server-side cursor batch
+CONSOLE_LOCKOUT_THRESHOLD = env_int("CONSOLE_LOCKOUT_THRESHOLD", 5)  # failed sign-ins ...
+CONSOLE_LOCKOUT_SECONDS = env_int("CONSOLE_LOCKOUT_SECONDS", 900)  # ... lock the name this long
+CONSOLE_MAX_SESSION_SECONDS = env_int("CONSOLE_MAX_SESSION_SECONDS", 8 * 3600)  # absolute limit
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "Face search audit console")
+CELERY_BEAT_SCHEDULE["audit-anchor-chain-heads"] = {
+    "task": "audit.anchor_chain_heads", "schedule": AUDIT_ANCHOR_INTERVAL_SECONDS}
+CELERY_BEAT_SCHEDULE["audit-purge-expired-events"] = {
+    "task": "audit.purge_expired_events", "schedule": 24 * 3600}
+CELERY_BEAT_SCHEDULE["audit-verify-chains"] = {"task": "audit.verify_chains", "schedule": 24 * 3600}
+
 if PRODUCTION:
     check_production_settings(globals())
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("v1/", include("embeddings.urls")),
     path("v1/", include("audit.urls")),
     path("staff/", admin.site.urls),
+    path("console/", include("audit.console.urls")),  # the auditors' console (audit app)
     # Last: every other path is a JSON 404, never an HTML page.
     re_path(r"^.*$", errors.json_not_found),
 ]

@@ -1,0 +1,40 @@
+"""Fixtures for the audit tests: events on throw-away chains, staff auditors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+
+@pytest.fixture
+def write_events() -> Callable:
+    """Append n events to a tenant chain (no tenant row needed: chains are by id)."""
+    from audit.services import Actor, record_event
+    from faceservice.tenancy import tenant_context
+
+    def write(tenant_id=None, n: int = 5, action: str = "search", **kwargs) -> list:
+        tenant_id = tenant_id or uuid.uuid4()
+        events = []
+        with tenant_context(tenant_id):
+            for i in range(n):
+                events.append(record_event(
+                    tenant_id=tenant_id, actor=Actor(type="api_key", id=str(uuid.uuid4()), name="k"),
+                    action=action, target={"job_id": str(uuid.uuid4())}, details={"i": i}, **kwargs))
+        return events
+
+    return write
+
+
+@pytest.fixture
+def make_auditor() -> Callable:
+    from audit.console.auth import create_staff_auditor
+    from audit.services import Actor
+
+    def make(password: str = "correct horse battery staple"):  # noqa: S107 - a test password
+        username = f"auditor-{uuid.uuid4().hex[:8]}"
+        created = create_staff_auditor(username=username, password=password, actor=Actor.operator("tests"))
+        return created.user, created.device, password
+
+    return make
