@@ -82,19 +82,21 @@ class S3LocationInput(serializers.Serializer):
 class ImageSourceInput(serializers.Serializer):
     """An image given inline (base64 or a data URI), by URL, or as an S3 object."""
 
-    base64 = serializers.CharField(required=False, help_text="Base64 bytes or a data: URI")
+    # Blank is allowed so that an empty image gets the engine's own error (not_an_image).
+    base64 = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                   help_text="Base64 bytes or a data: URI")
     url = serializers.URLField(required=False, max_length=2048, help_text="An http(s) URL we may fetch")
     s3 = S3LocationInput(required=False)
 
     def validate(self, attrs):
-        given = [name for name in ("base64", "url", "s3") if attrs.get(name)]
+        given = [name for name in ("base64", "url", "s3") if attrs.get(name) is not None]
         if len(given) != 1:
             raise serializers.ValidationError("give exactly one of base64, url or s3")
         return attrs
 
     @staticmethod
     def to_source(attrs: dict) -> ImageSource:
-        if attrs.get("base64"):
+        if attrs.get("base64") is not None:
             return ImageSource(data=decode_base64(attrs["base64"]))
         if attrs.get("url"):
             return ImageSource(url=attrs["url"])

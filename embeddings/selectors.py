@@ -70,7 +70,8 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
     if asset_ids:
         filters.append("asset_id = ANY(%s)")
         params.append(list(asset_ids))
-    sql = (f"SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "
+    # Only validated literals (model id, dimension) are formatted in; values are parameters.
+    sql = (f"SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "  # noqa: S608
            f"WHERE {model_predicate(model_id)} AND {' AND '.join(filters)} "
            f"ORDER BY {order} LIMIT %s")
     vector_text = "[" + ",".join(f"{v:.7g}" for v in query.tolist()) + "]"
@@ -148,3 +149,20 @@ def faces_for(*, tenant_id: UUID | str, asset_id: str | None = None,
     if subject_id is not None:
         faces = faces.filter(subject_id=subject_id)
     return faces
+
+
+def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict | None:
+    """A deletion receipt, rebuilt from its audit event (deletions never delete audit events)."""
+    from audit.models import AuditEvent
+
+    with tenant_context(tenant_id):
+        event = AuditEvent.objects.filter(tenant_id=tenant_id, receipt_id=receipt_id,
+                                          action__in=["faces.deleted", "faces.purged"]).first()
+    if event is None:
+        return None
+    return {"receipt_id": event.receipt_id,
+            "requested": event.target if event.action == "faces.deleted" else {"purge": True},
+            "faces_deleted": event.details.get("faces_deleted", 0),
+            "assets_deleted": event.details.get("assets_deleted", 0),
+            "keys_destroyed": event.details.get("keys_destroyed", 0),
+            "deleted_at": event.occurred_at}

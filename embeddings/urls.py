@@ -1,5 +1,14 @@
+from django.urls import path
+
+from embeddings import apis
 from embeddings.urls_jobs import urlpatterns as job_urlpatterns
 
 urlpatterns = [
+    path("search", apis.SearchApi.as_view(), name="search"),
+    path("compare", apis.CompareApi.as_view(), name="compare"),
+    path("faces/delete", apis.DeleteFacesApi.as_view(), name="faces-delete"),
+    path("faces/purge", apis.PurgeFacesApi.as_view(), name="faces-purge"),
+    path("receipts/<uuid:receipt_id>", apis.ReceiptApi.as_view(), name="receipt"),
+    path("stats", apis.StatisticsApi.as_view(), name="stats"),
     *job_urlpatterns,
 ]

@@ -46,6 +46,11 @@ def current_tenant_id() -> str:
     return _get(TENANT_SETTING)
 
 
+def restore_tenant(previous: str) -> None:
+    """Put back the binding that was in force before set_tenant_for_transaction."""
+    _set(TENANT_SETTING, previous)
+
+
 @contextmanager
 def _scoped_setting(name: str, value: str) -> Iterator[None]:
     with transaction.atomic():

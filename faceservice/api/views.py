@@ -6,7 +6,7 @@ from django.db import transaction
 from rest_framework.views import APIView
 
 from audit.services import record_event
-from faceservice.tenancy import tenant_context
+from faceservice.tenancy import current_tenant_id, restore_tenant, tenant_context
 
 
 def client_ip(request) -> str | None:
@@ -25,7 +25,12 @@ class TenantAPIView(APIView):
 
     def dispatch(self, request, *args, **kwargs):
         with transaction.atomic():
+            outer_tenant = current_tenant_id()
             response = super().dispatch(request, *args, **kwargs)
+            if not transaction.get_rollback():
+                # Inside an outer transaction (tests, management code) the
+                # tenant binding must not outlive the request.
+                restore_tenant(outer_tenant)
         refused = getattr(request, "refused_role", None)
         if refused:
             self._audit_refusal(request, refused)

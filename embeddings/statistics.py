@@ -1,0 +1,46 @@
+"""Tenant statistics without personal data: counts and sizes only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from django.db import connection
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from embeddings.models import Asset, Face
+from faceservice.tenancy import tenant_context
+
+ACTIVITY = {"faces.searched": "searches", "faces.compared": "compares", "job.submitted": "index_jobs"}
+
+
+def tenant_statistics(*, tenant_id: UUID | str, days: int = 30) -> dict:
+    since = timezone.now() - timedelta(days=days)
+    with tenant_context(tenant_id):
+        faces = Face.objects.filter(tenant_id=tenant_id)
+        per_day = (AuditEvent.objects.filter(tenant_id=tenant_id, action__in=list(ACTIVITY),
+                                             occurred_at__gte=since)
+                   .annotate(day=TruncDate("occurred_at")).values("day", "action")
+                   .annotate(n=Count("id")).order_by("day"))
+        activity: dict[str, dict[str, int]] = {}
+        for row in per_day:
+            activity.setdefault(row["day"].isoformat(), {})[ACTIVITY[row["action"]]] = row["n"]
+        return {
+            "faces": faces.count(),
+            "assets": Asset.objects.filter(tenant_id=tenant_id).count(),
+            "subjects": faces.exclude(subject_id=None).values("subject_id").distinct().count(),
+            "models": sorted(faces.values_list("model_id", flat=True).distinct()),
+            "face_storage_bytes": _face_bytes(tenant_id),
+            "activity_per_day": activity,
+            "activity_days": days,
+        }
+
+
+def _face_bytes(tenant_id) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(pg_column_size(f.*)), 0) FROM embeddings_face f "
+                       "WHERE tenant_id = %s", [str(tenant_id)])
+        return int(cursor.fetchone()[0])

@@ -1,0 +1,158 @@
+"""POST /v1/search against real photos, the real engine and the real database."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+
+import pytest
+from django.db import connection
+
+from tests.api.conftest import PROBES, photo
+
+
+def search(client, image_bytes=None, **options):
+    if image_bytes is not None and options.pop("as_json", False):
+        return client.post("/v1/search", {"image": {"base64": base64.b64encode(image_bytes).decode()},
+                                          **options}, format="json")
+    if image_bytes is not None:
+        return client.post("/v1/search", {"image": _upload(image_bytes), **options}, format="multipart")
+    return client.post("/v1/search", options, format="json")
+
+
+def _upload(data: bytes, name="probe.jpg"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    return SimpleUploadedFile(name, data, content_type="image/jpeg")
+
+
+def subjects(face):
+    return [m["subject_id"] for m in face["matches"]]
+
+
+def test_search_by_upload_finds_the_person(enrolled, client_for):
+    tenant, _ = enrolled
+    response = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama1.jpg"))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert len(body["faces"]) == 1
+    best = body["faces"][0]["matches"][0]
+    assert best["subject_id"] == "obama" and best["similarity"] >= body["threshold"]
+    assert body["threshold"] == pytest.approx(0.35)
+    # Every match clears the threshold, best first; nobody else does.
+    sims = [m["similarity"] for m in body["faces"][0]["matches"]]
+    assert sims == sorted(sims, reverse=True) and min(sims) >= 0.35
+    assert set(subjects(body["faces"][0])) == {"obama"}
+    assert {"decode", "detect_embed", "vector_search", "rerank"} <= set(body["timings_ms"])
+
+
+def test_search_with_two_people_returns_both(enrolled, client_for):
+    tenant, _ = enrolled
+    body = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama_and_biden.jpg"), as_json=True).json()
+    found = {face["matches"][0]["subject_id"] for face in body["faces"] if face["matches"]}
+    assert found == {"obama", "biden"}
+    largest = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama_and_biden.jpg"),
+                     faces="largest").json()
+    assert len(largest["faces"]) == 1
+
+
+def test_data_uri_group_by_subject_and_filters(enrolled, client_for):
+    tenant, _ = enrolled
+    client = client_for(tenant, ("searcher",))
+    uri = "data:image/jpeg;base64," + base64.b64encode(photo(PROBES / "kit_with_rose.jpg")).decode()
+    body = client.post("/v1/search", {"image": {"base64": uri}, "group_by": "subject", "threshold": -1},
+                       format="json").json()
+    for face in body["faces"]:
+        assert len(subjects(face)) == len(set(subjects(face)))  # one face per subject
+    only_rose = client.post("/v1/search", {"image": {"base64": uri}, "subject_ids": ["rose_leslie"],
+                                           "threshold": -1}, format="json").json()
+    assert all(set(subjects(face)) <= {"rose_leslie"} for face in only_rose["faces"])
+
+
+def test_search_by_face_id_and_foreign_face_id_is_404(enrolled, other_tenant, client_for):
+    tenant, face_ids = enrolled
+    face_id = str(face_ids["biden"][0])
+    body = search(client_for(tenant, ("searcher",)), face_id=face_id).json()
+    assert body["faces"][0]["matches"][0]["face_id"] == face_id
+    assert body["faces"][0]["matches"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    foreign = search(client_for(other_tenant, ("searcher",)), face_id=face_id)
+    missing = search(client_for(other_tenant, ("searcher",)), face_id="00000000-0000-4000-8000-000000000000")
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["error"]["code"] == missing.json()["error"]["code"] == "not_found"
+
+
+def test_another_tenant_finds_nothing(enrolled, other_tenant, client_for):
+    body = search(client_for(other_tenant, ("searcher",)), photo(PROBES / "obama1.jpg")).json()
+    assert body["faces"][0]["matches"] == []
+
+
+@pytest.mark.parametrize("payload, status, code", [
+    (b"", 415, "not_an_image"),
+    (b"%PDF-1.4 not an image at all", 415, "not_an_image"),
+    (None, 422, "corrupt_image"),  # a truncated JPEG, built below
+])
+def test_bad_images_get_clear_errors(tenant, client_for, payload, status, code):
+    if payload is None:
+        payload = photo(PROBES / "obama1.jpg")[:3000]
+    response = search(client_for(tenant, ("searcher",)), payload, as_json=True)
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["code"] == code
+
+
+def test_oversize_upload_is_413_and_stays_in_memory(tenant, client_for, settings):
+    settings.MAX_IMAGE_BYTES = 50_000
+    response = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama1.jpg"))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "image_too_large"
+
+
+def test_url_to_a_private_address_is_refused(tenant, client_for):
+    client = client_for(tenant, ("searcher",))
+    for url in ("http://127.0.0.1:9/x.jpg", "http://169.254.169.254/latest/meta-data/", "http://[::1]/a.jpg"):
+        response = client.post("/v1/search", {"image": {"url": url}}, format="json")
+        assert response.status_code == 422, (url, response.content)
+        assert response.json()["error"]["code"] == "fetch_refused"
+
+
+def test_exactly_one_image_source(tenant, client_for):
+    response = search(client_for(tenant, ("searcher",)))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
+
+
+def _table_counts() -> dict[str, int]:
+    """Rows per table, past row-level security, inside the test's transaction."""
+    from faceservice.tenancy import platform_scope
+    with platform_scope(), connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = [row[0] for row in cursor.fetchall()]
+        counts = {}
+        for table in tables:
+            cursor.execute(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - names from the catalog
+            counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+def test_query_image_is_never_kept(enrolled, client_for, caplog):
+    """No temp file, no new row but the audit event, nothing of the image in logs or audit."""
+    tenant, _ = enrolled
+    client = client_for(tenant, ("searcher",))
+    image = photo(PROBES / "obama_and_biden.jpg")
+    encoded = base64.b64encode(image).decode()
+    temp_dir = tempfile.gettempdir()
+    before_files = set(os.listdir(temp_dir))
+    before_rows = _table_counts()
+    caplog.set_level(logging.DEBUG)
+    for response in (search(client, image), search(client, image, as_json=True)):
+        assert response.status_code == 200
+    assert set(os.listdir(temp_dir)) == before_files
+    after_rows = _table_counts()
+    changed = {t for t in after_rows if after_rows[t] != before_rows[t]}
+    assert changed <= {"audit_event", "audit_chainhead"}, changed
+    from audit.models import AuditEvent
+    from faceservice.tenancy import tenant_context
+    with tenant_context(tenant.id):
+        events = list(AuditEvent.objects.filter(tenant_id=tenant.id, action="faces.searched"))
+    assert len(events) == 2 and events[0].details["query_faces"] >= 2
+    text = caplog.text + " ".join(str(e.details) + str(e.target) for e in events)
+    assert encoded[1000:1100] not in text and "Bearer" not in text
