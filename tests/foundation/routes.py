@@ -11,6 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 # <uuid:api_key_id> or <api_key_id> (path()), (?P<api_key_id>...) (re_path())
 ROUTE_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 REGEX_PARAMETER = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+REGEX_ESCAPE = re.compile(r"\\(.)")  # export\.csv -> export.csv
 IGNORED_METHODS = {"head", "options"}  # Django and DRF provide these for every view
 
 
@@ -35,6 +36,7 @@ def _pattern_text(pattern) -> str:
     text = str(pattern)
     if hasattr(pattern, "_regex"):  # re_path: drop anchors, name the groups
         text = REGEX_PARAMETER.sub(r"{\1}", text.removeprefix("^").removesuffix("$"))
+        text = REGEX_ESCAPE.sub(r"\1", text)
     return ROUTE_PARAMETER.sub(r"{\1}", text)
 
 

@@ -34,7 +34,8 @@ def test_role_is_allowed_or_refused_as_the_table_says(endpoint, role, tenant, cl
 
 
 def _row_for(route) -> str:
-    roles = "(" + "".join(f"{role.upper()}, " for role in route.declared_roles).rstrip() + ")"
+    names = [role.upper() for role in route.declared_roles]
+    roles = f"({names[0]},)" if len(names) == 1 else f"({', '.join(names)})"
     return f'Endpoint("{route.method}", "{route.path}", {roles}, "<what it does>"),'
 
 
@@ -43,7 +44,8 @@ def test_every_v1_route_has_a_row_in_the_role_table():
     missing = [route for route in v1_routes() if (route.method, route.path) not in table]
     assert not missing, (
         "These /v1 routes have no row in tests/foundation/role_matrix.py. Add each to ENDPOINTS "
-        "(roles as the view declares them; check they are what you mean), then run "
+        "(roles as the view declares them; check they are what you mean; a path parameter that "
+        "is not a uuid needs examples={'name': 'value'}), then run "
         f"`{REGENERATE}`:\n"
         + "\n".join(f"    {_row_for(route)}  # {route.view_name}" for route in missing))
 
