@@ -305,6 +305,7 @@ def run_service() -> int:
         env = services.start()
         env.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
         manage(env, "migrate", "--noinput", "-v", "0")
+        manage(env, "ensure_vector_indexes")
         manage(env, "create_tenant", "demo", "--if-missing")
         port = env.get("PORT", "8000")
         bin_dir = Path(sys.executable).parent

@@ -255,8 +255,6 @@ CELERY_BEAT_SCHEDULE["audit-purge-expired-events"] = {
     "task": "audit.purge_expired_events", "schedule": 24 * 3600}
 CELERY_BEAT_SCHEDULE["audit-verify-chains"] = {"task": "audit.verify_chains", "schedule": 24 * 3600}
 
-if PRODUCTION:
-    check_production_settings(globals())
 
 # --- Vector search (see docs/BENCHMARKS.md for how these were chosen) ------------
 HNSW_M = env_int("HNSW_M", 16)
@@ -270,3 +268,64 @@ SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)
 # Buckets an index job may name (empty: any bucket the service's credentials reach).
 S3_ALLOWED_BUCKETS = env_list("S3_ALLOWED_BUCKETS", [])
+
+# --- Index jobs and webhooks (embeddings/job_services.py, tenants/webhooks.py; docs/JOBS.md) --
+INDEX_JOB_MAX_ASSETS = env_int("INDEX_JOB_MAX_ASSETS", 1000)  # assets per submission
+# Fairness: at most this many assets of one tenant are queued or running at a
+# time; the rest wait in PostgreSQL and are dispatched round-robin as slots free.
+INDEX_MAX_INFLIGHT_PER_TENANT = env_int("INDEX_MAX_INFLIGHT_PER_TENANT", 8)
+INDEX_ASSET_LEASE_SECONDS = env_int("INDEX_ASSET_LEASE_SECONDS", 300)  # a worker's hold on an asset
+INDEX_REQUEUE_AFTER_SECONDS = env_int("INDEX_REQUEUE_AFTER_SECONDS", 900)  # queued, never started
+INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 5)  # per asset, transient failures and lost workers
+INDEX_RETRY_BASE_SECONDS = float(env("INDEX_RETRY_BASE_SECONDS", "2"))
+INDEX_RETRY_MAX_SECONDS = float(env("INDEX_RETRY_MAX_SECONDS", "300"))  # < the broker visibility timeout
+INDEX_SWEEP_INTERVAL_SECONDS = float(env("INDEX_SWEEP_INTERVAL_SECONDS", "30"))
+INDEX_JOB_RETENTION_DAYS = env_int("INDEX_JOB_RETENTION_DAYS", 30)  # finished jobs and their results
+INDEX_ALLOW_HTTP_URLS = env_bool("INDEX_ALLOW_HTTP_URLS", not PRODUCTION)  # else https only
+INDEX_WARM_ENGINE = env_bool("INDEX_WARM_ENGINE", True)  # load the models when a worker process starts
+INLINE_IMAGE_TTL_SECONDS = env_int("INLINE_IMAGE_TTL_SECONDS", 24 * 3600)
+FACE_PURGE_INTERVAL_SECONDS = env_int("FACE_PURGE_INTERVAL_SECONDS", 3600)
+
+WEBHOOK_SECRETS_KEY = env("WEBHOOK_SECRETS_KEY", "")  # base64 of 32 bytes; empty: derived from SECRET_KEY
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not PRODUCTION)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = float(env("WEBHOOK_CONNECT_TIMEOUT_SECONDS", "3"))
+WEBHOOK_READ_TIMEOUT_SECONDS = float(env("WEBHOOK_READ_TIMEOUT_SECONDS", "5"))
+WEBHOOK_TOTAL_TIMEOUT_SECONDS = float(env("WEBHOOK_TOTAL_TIMEOUT_SECONDS", "10"))
+WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 256 * 1024)
+# Backoff after the n-th failure: BASE * FACTOR^(n-1), capped, ±20 % jitter.
+# Defaults: 5 s, 30 s, 3 min, 18 min, 1.8 h, then 8 h: 10 attempts over ~26 h.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 10)
+WEBHOOK_RETRY_BASE_SECONDS = float(env("WEBHOOK_RETRY_BASE_SECONDS", "5"))
+WEBHOOK_RETRY_FACTOR = float(env("WEBHOOK_RETRY_FACTOR", "6"))
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = float(env("WEBHOOK_RETRY_MAX_DELAY_SECONDS", str(8 * 3600)))
+WEBHOOK_COUNTDOWN_MAX_SECONDS = float(env("WEBHOOK_COUNTDOWN_MAX_SECONDS", "60"))  # longer: the sweeper
+WEBHOOK_ATTEMPT_LEASE_SECONDS = env_int("WEBHOOK_ATTEMPT_LEASE_SECONDS", 120)
+WEBHOOK_REQUEUE_AFTER_SECONDS = env_int("WEBHOOK_REQUEUE_AFTER_SECONDS", 300)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = float(env("WEBHOOK_SWEEP_INTERVAL_SECONDS", "15"))
+# Auto-disable: this many failed attempts in a row AND no success for this long.
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 20)
+WEBHOOK_DISABLE_AFTER_SECONDS = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 24 * 3600)
+WEBHOOK_SECRET_ROTATION_GRACE_SECONDS = env_int("WEBHOOK_SECRET_ROTATION_GRACE_SECONDS", 24 * 3600)
+
+# Queues: indexing, webhooks and periodic upkeep apart, so a deep indexing queue
+# never delays a webhook or the sweeper. A worker started without -Q consumes
+# all of them; production can run dedicated workers per queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {"celery": {}, "index": {}, "webhooks": {}}
+CELERY_TASK_ROUTES = {
+    "embeddings.index_asset": {"queue": "index"},
+    "tenants.deliver_webhook": {"queue": "webhooks"},
+}
+CELERY_IMPORTS = ("tenants.webhook_tasks",)  # tenants/tasks.py belongs to key rotation
+CELERY_BEAT_SCHEDULE["index-jobs-sweep"] = {
+    "task": "embeddings.sweep_index_jobs", "schedule": INDEX_SWEEP_INTERVAL_SECONDS}
+CELERY_BEAT_SCHEDULE["faces-purge-expired"] = {
+    "task": "embeddings.purge_expired_faces", "schedule": FACE_PURGE_INTERVAL_SECONDS}
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
+    "task": "tenants.sweep_webhook_deliveries", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS}
+
+CELERY_BEAT_SCHEDULE["keys-resume-rotations"] = {"task": "tenants.resume_key_rotations", "schedule": 15 * 60}
+
+# Last, so that every setting above is checked.
+if PRODUCTION:
+    check_production_settings(globals())
