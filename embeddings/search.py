@@ -82,8 +82,8 @@ def _search_embedding(tenant_id, embedding: np.ndarray, model_id: str, query: Se
 
 def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery, actor: Actor) -> SearchResult:
     """Every face (or the largest) of the image, each with its best matches in the tenant."""
+    engine = face_engine()  # loaded at process start; raises ModelsUnavailable (503) if missing
     watch = Stopwatch()
-    engine = face_engine()
     image = _decode(source)
     watch.lap("decode")
     options = AnalyzeOptions(max_faces=1 if query.largest_only else query.max_faces)

@@ -3,9 +3,18 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
 
 app = Celery("faceservice")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def load_models_once_per_worker_process(**kwargs):
+    # Each prefork child loads the models once, before its first task.
+    from faceservice.warmup import warm_up_face_engine
+
+    warm_up_face_engine()

@@ -288,6 +288,19 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, str(PROJECT_DIR / "manage.py"), *args], env=env, check=True)
 
 
+SHARED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "FACESERVICE_RUN_DIR", "FACE_MODEL_ROOT",
+                    "FACE_MODEL_PACK", "DJANGO_SETTINGS_MODULE")
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """`source .run/env` gives a second terminal the running service's variables."""
+    import shlex
+
+    lines = [f"export {name}={shlex.quote(env[name])}" for name in SHARED_VARIABLES if env.get(name)]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds the database password
+
+
 def run_service() -> int:
     """`./dev run`: the whole service in the foreground until Ctrl-C."""
     run_dir = Path(os.environ.get("FACESERVICE_RUN_DIR") or PROJECT_DIR / ".run")
@@ -304,6 +317,7 @@ def run_service() -> int:
     try:
         env = services.start()
         env.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
+        write_env_file(run_dir / "env", env)
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "ensure_vector_indexes")
         manage(env, "create_tenant", "demo", "--if-missing")

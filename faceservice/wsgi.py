@@ -4,3 +4,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
 application = get_wsgi_application()
+
+# Each web process loads the models once, before it takes requests.
+from faceservice.warmup import warm_up_face_engine  # noqa: E402
+
+warm_up_face_engine()
