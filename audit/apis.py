@@ -56,6 +56,18 @@ class AuditEventOutput(serializers.ModelSerializer):
         fields = list(exports.EXPORT_FIELDS)
 
 
+class AuditEventPage(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or null.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page, or null.")
+    results = AuditEventOutput(many=True)
+
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor from `next` / `previous`."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Events per page (default 100, at most 1000)."),
+]
+
+
 class FirstRendererNegotiation(BaseContentNegotiation):
     """Exports ignore Accept: the body is CSV or JSON Lines by URL, errors are JSON."""
 
@@ -75,7 +87,8 @@ def _parse_filters(request) -> selectors.EventFilters:
 class AuditEventListApi(TenantAPIView):
     allowed_roles = AUDITOR
 
-    @extend_schema(parameters=[FilterInput], responses=AuditEventOutput(many=True),
+    @extend_schema(operation_id="audit_events_list", parameters=[FilterInput, *PAGE_PARAMETERS],
+                   responses=AuditEventPage,
                    summary="List your tenant's audit events (newest first, cursor-paginated)")
     def get(self, request):
         filters = _parse_filters(request)
@@ -92,6 +105,7 @@ class AuditEventExportApi(TenantAPIView):
     content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(
+        operation_id="audit_events_export",
         parameters=[FilterInput, OpenApiParameter("file_format", OpenApiTypes.STR, OpenApiParameter.PATH,
                                                   enum=list(exports.FORMATS))],
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, one event a row"),

@@ -28,7 +28,7 @@ def write_events() -> Callable:
 
 
 @pytest.fixture
-def make_auditor() -> Callable:
+def make_auditor(db) -> Callable:
     from audit.console.auth import create_staff_auditor
     from audit.services import Actor
 
