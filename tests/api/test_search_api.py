@@ -156,3 +156,11 @@ def test_query_image_is_never_kept(enrolled, client_for, caplog):
     assert len(events) == 2 and events[0].details["query_faces"] >= 2
     text = caplog.text + " ".join(str(e.details) + str(e.target) for e in events)
     assert encoded[1000:1100] not in text and "Bearer" not in text
+
+
+def test_missing_models_answer_503_with_instructions(tenant, client_for, settings):
+    settings.FACE_MODEL_PACK = "no-such-pack"
+    response = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama1.jpg"))
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "models_unavailable" and "no-such-pack" in error["message"]
