@@ -14,19 +14,24 @@ class ImageError(Exception):
 
     code: str = "image_error"
     http_status: int = 422
+    default_message = "the image could not be processed"
+    # False when the detailed message is for operators (logs) only.
+    message_is_public = True
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.default_message)
-
-    default_message = "the image could not be processed"
 
     @property
     def message(self) -> str:
         return str(self.args[0])
 
+    @property
+    def public_message(self) -> str:
+        return self.message if self.message_is_public else self.default_message
+
     def as_dict(self) -> dict[str, object]:
         """The shape an API error body can use directly."""
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.public_message}
 
 
 # Alias: the same base also covers model and fetch failures.
@@ -96,9 +101,12 @@ class S3ObjectNotFound(ImageError):
 
 
 class ModelsUnavailable(ImageError):
+    """The message names server folders: for operators' logs, not for clients."""
+
     code = "models_unavailable"
     http_status = 503
     default_message = "the face models are not available"
+    message_is_public = False
 
 
 ALL_ERRORS: tuple[type[ImageError], ...] = (

@@ -131,10 +131,10 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     if fmt not in limits.formats:
         accepted = ", ".join(sorted(limits.formats))
         raise UnsupportedFormat(f"{fmt} images are not accepted; send one of: {accepted}")
-    # MPO is how Pillow names multi-picture JPEGs (many phone cameras): a JPEG.
-    pillow_formats = sorted(limits.formats | ({"MPO"} if "JPEG" in limits.formats else set()))
+    # Only the accepted formats' parsers ever see the data. (Multi-picture
+    # JPEGs from phones come back as format "MPO" through the JPEG parser.)
     try:
-        image = Image.open(io.BytesIO(data), formats=pillow_formats)
+        image = Image.open(io.BytesIO(data), formats=sorted(limits.formats))
     except Image.DecompressionBombError as exc:
         raise TooManyPixels("the image declares more pixels than allowed") from exc
     except UnidentifiedImageError as exc:
