@@ -25,6 +25,7 @@ class ApiKeyRateThrottle(LiveRateMixin, SimpleRateThrottle):
 
 class ClientIpRateThrottle(LiveRateMixin, SimpleRateThrottle):
     scope = "client_ip"
+    before_authentication = True  # see TenantAPIView.initial
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

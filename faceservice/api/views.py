@@ -36,6 +36,19 @@ class TenantAPIView(APIView):
             self._audit_refusal(request, refused)
         return response
 
+    def initial(self, request, *args, **kwargs):
+        # Count the client address before authenticating, so that a flood of
+        # bad keys is rate limited too (DRF checks throttles after auth).
+        self.check_throttles(request, before_authentication=True)
+        super().initial(request, *args, **kwargs)
+
+    def check_throttles(self, request, before_authentication: bool = False) -> None:
+        throttles = [t for t in self.get_throttles()
+                     if getattr(t, "before_authentication", False) == before_authentication]
+        waits = [t.wait() for t in throttles if not t.allow_request(request, self)]
+        if waits:
+            self.throttled(request, max((w for w in waits if w is not None), default=None))
+
     def _audit_refusal(self, request, refused: dict) -> None:
         # The request's own transaction was rolled back: record in a fresh one.
         principal = self.request.user

@@ -69,10 +69,6 @@ def test_each_address_has_its_own_count(low_ip_rate, tenant, client_for):
     assert _get(client, random_ip()).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DRF checks throttles after authentication, so requests with a bad or missing key never "
-    "count against their address: a flood of bad keys is not rate limited. Remove this marker "
-    "when TenantAPIView counts the address before authenticating."))
 def test_requests_with_bad_keys_count_against_the_address(low_ip_rate, db):
     client, ip = APIClient(), random_ip()
     client.credentials(HTTP_AUTHORIZATION="Bearer fsk_000000000000_wrong")
