@@ -53,3 +53,20 @@ def engine320():
     if not HAVE_SHARED:
         pytest.skip(f"real models not found at {MODEL_ROOT / PACK}")
     return get_engine(engine_config(320))
+
+
+@pytest.fixture
+def no_new_temp_files(tmp_path, monkeypatch):
+    """Point every temp-file API at a private folder and fail if anything lands there.
+
+    A private folder rather than /tmp itself: other suites share /tmp concurrently.
+    """
+    import tempfile
+
+    folder = tmp_path / "private-tmp"
+    folder.mkdir()
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    assert list(folder.iterdir()) == []

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -61,14 +59,6 @@ def _zero_rows_png(width: int, height: int) -> bytes:
     parts.append(compressor.flush())
     return _png(width, height, b"".join(parts))
 
-
-@pytest.fixture
-def no_new_temp_files():
-    """Fails the test if decoding leaves anything in the temp dir."""
-    folder = Path(tempfile.gettempdir())
-    before = set(os.listdir(folder))
-    yield
-    assert set(os.listdir(folder)) - before == set()
 
 
 # Good input ---------------------------------------------------------------
