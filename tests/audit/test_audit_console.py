@@ -114,6 +114,8 @@ def test_console_reads_across_tenants_and_audits_each_view(signed_in, make_tenan
     assert first.name in page and second.name in page
     page = client.get("/console/", {"chain": str(first.id), "action": "search"}).content.decode()
     assert f"job-{first.name}" in page and f"job-{second.name}" not in page
+    page = client.get("/console/", {"q": f"job-{first.name}"}).content.decode()  # free text finds ids
+    assert f"job-{first.name}" in page and f"job-{second.name}" not in page
     page = client.get("/console/", {"target_id": f"job-{second.name}"}).content.decode()
     assert f"job-{second.name}" in page and f"job-{first.name}" not in page
     viewed = platform_events(user, "console.viewed")
