@@ -1,0 +1,29 @@
+"""Gunicorn settings for the web process (environment variables override the defaults)."""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# Each process loads the face models once: prefer few processes with threads
+# (onnxruntime releases the GIL while it runs).
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+# Recycle processes now and then, so slow leaks cannot grow without bound.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "2000"))
+max_requests_jitter = max_requests // 10
+# Heartbeat files in memory: the root file system is read-only, and nothing
+# about requests should ever land on disk anyway.
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - a tmpfs by design
+# The service writes its own JSON access line (request id, no query strings or
+# keys); gunicorn's access log would repeat it with the raw request line.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Only the proxy in front may set X-Forwarded-*: name its addresses (comma-separated).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Refuse absurd request lines and headers before Django sees them.
+limit_request_line = 8190
+limit_request_fields = 100
