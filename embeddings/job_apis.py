@@ -1,0 +1,346 @@
+"""Index jobs and face listings over HTTP. Thin: parse, call a service or selector, render.
+
+Submitting answers 202 at once; the work runs on Celery workers, and the job's
+state, counters and per-asset results are read back here (or pushed by webhook).
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from embeddings import job_selectors, job_services, selectors
+from embeddings.engine import ImageError
+from embeddings.image_sources import ImageSourceInput
+from embeddings.models import IndexJob, IndexJobAsset
+from faceservice.api.errors import ApiError, Conflict, NotFound, Unprocessable
+from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.views import TenantAPIView
+
+JOB_ROLES = ("admin", "indexer")
+FACE_LIST_ROLES = ("admin", "indexer", "searcher")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid request (invalid_request)"),
+    404: OpenApiResponse(description="Unknown job, or another tenant's (not_found)"),
+    413: OpenApiResponse(description="Request body too large (request_too_large)"),
+    422: OpenApiResponse(description="Idempotency-Key reused with another body (idempotency_key_reused)"),
+}
+
+
+class PositionCursorPagination(CursorPagination):
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+    ordering = ("position",)
+
+
+# --- Output ---------------------------------------------------------------------------
+
+class JobCountsOutput(serializers.Serializer):
+    assets_total = serializers.IntegerField()
+    assets_done = serializers.IntegerField(help_text="Assets indexed")
+    assets_failed = serializers.IntegerField()
+    assets_cancelled = serializers.IntegerField()
+    assets_pending = serializers.IntegerField(help_text="Not finished yet (waiting, queued, running, retrying)")
+    faces_indexed = serializers.IntegerField()
+    faces_left_out = serializers.IntegerField(help_text="Detected but not indexed (too small, low score, ...)")
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    state = serializers.ChoiceField(choices=IndexJob.State.choices)
+    progress = serializers.FloatField(help_text="Finished assets / all assets, 0 to 1")
+    counts = JobCountsOutput()
+    options = serializers.DictField()
+    faces_expire_at = serializers.DateTimeField(allow_null=True)
+    idempotency_key = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    timings = serializers.DictField(help_text="queue_ms (created to started), run_ms (started to finished)")
+    status_url = serializers.CharField()
+    results_url = serializers.CharField(help_text="Per-asset results, paged")
+
+    def to_representation(self, job: IndexJob) -> dict:
+        return {
+            "id": str(job.id), "state": job.state,
+            "progress": round(job.assets_finished / job.assets_total, 4) if job.assets_total else 1.0,
+            "counts": {"assets_total": job.assets_total, "assets_done": job.assets_done,
+                       "assets_failed": job.assets_failed, "assets_cancelled": job.assets_cancelled,
+                       "assets_pending": job.assets_total - job.assets_finished,
+                       "faces_indexed": job.faces_indexed, "faces_left_out": job.faces_left_out},
+            "options": job.options,
+            "faces_expire_at": _iso(job.faces_expire_at), "idempotency_key": job.idempotency_key,
+            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at), "timings": _job_timings(job),
+            "status_url": reverse("index-job", kwargs={"job_id": job.id}),
+            "results_url": reverse("index-job-assets", kwargs={"job_id": job.id}),
+        }
+
+
+def _iso(value):
+    return serializers.DateTimeField().to_representation(value) if value else None
+
+
+def _job_timings(job: IndexJob) -> dict:
+    def ms(start, end):
+        return round((end - start).total_seconds() * 1000) if start and end else None
+
+    return {"queue_ms": ms(job.created_at, job.started_at), "run_ms": ms(job.started_at, job.finished_at)}
+
+
+class FaceResultOutput(serializers.Serializer):
+    face_id = serializers.UUIDField()
+    bbox = serializers.ListField(child=serializers.FloatField())
+    det_score = serializers.FloatField()
+
+
+class LeftOutOutput(serializers.Serializer):
+    bbox = serializers.ListField(child=serializers.FloatField())
+    det_score = serializers.FloatField()
+    size = serializers.FloatField()
+    reason = serializers.CharField(help_text="too_small, low_score or over_max_faces")
+
+
+class AssetErrorOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class JobAssetOutput(serializers.Serializer):
+    asset_id = serializers.CharField()
+    subject_id = serializers.CharField(allow_null=True)
+    position = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=IndexJobAsset.State.choices)
+    source = serializers.DictField(help_text="kind, and the host or bucket once finished")
+    attempts = serializers.IntegerField()
+    faces = FaceResultOutput(many=True)
+    left_out = LeftOutOutput(many=True)
+    superseded = serializers.BooleanField(help_text="A newer submission of this asset was indexed first")
+    error = AssetErrorOutput(allow_null=True, help_text="Why it failed (or the last transient error)")
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    timings = serializers.DictField()
+
+    def to_representation(self, row: IndexJobAsset) -> dict:
+        source = {"kind": row.source_kind}
+        if row.state in IndexJobAsset.TERMINAL_STATES:
+            source.update(row.source)  # already reduced to host / bucket
+        return {
+            "asset_id": row.asset_id, "subject_id": row.subject_id, "position": row.position,
+            "state": row.state, "source": source, "attempts": row.attempts,
+            "faces": row.faces, "left_out": row.left_out, "superseded": row.superseded,
+            "error": {"code": row.error_code, "message": row.error_message} if row.error_code else None,
+            "next_attempt_at": _iso(row.next_attempt_at), "started_at": _iso(row.started_at),
+            "finished_at": _iso(row.finished_at), "timings": row.timings,
+        }
+
+
+class FaceOutput(serializers.Serializer):
+    """Face metadata. Never the embedding or the search vector."""
+
+    id = serializers.UUIDField()
+    asset_id = serializers.CharField()
+    subject_id = serializers.CharField(allow_null=True)
+    bbox = serializers.ListField(child=serializers.FloatField())
+    det_score = serializers.FloatField()
+    model_id = serializers.CharField()
+    job_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+# --- Input ------------------------------------------------------------------------------
+
+class OptionsInput(serializers.Serializer):
+    max_faces = serializers.IntegerField(min_value=1, max_value=100, required=False, allow_null=True,
+                                         help_text="Keep at most this many faces per image, largest first")
+    min_face_size = serializers.FloatField(min_value=0, max_value=10000, required=False, default=0.0,
+                                           help_text="Pixels, shorter side of the face box")
+    min_det_score = serializers.FloatField(min_value=0, max_value=1, required=False, default=0.5)
+
+
+class AssetInput(serializers.Serializer):
+    asset_id = serializers.CharField(max_length=255, help_text="Your id for the image")
+    subject_id = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                       help_text="Your id for the person, if known")
+    image = ImageSourceInput(help_text="Exactly one of base64, url (https), s3 {bucket, key}")
+
+    def validate_image(self, value):
+        url = value.get("url")
+        if url and not url.lower().startswith("https://") and not settings.INDEX_ALLOW_HTTP_URLS:
+            raise serializers.ValidationError("image URLs must use https")
+        return value
+
+
+class SubmitInput(serializers.Serializer):
+    assets = AssetInput(many=True, allow_empty=False)
+    options = OptionsInput(required=False)
+    faces_expire_at = serializers.DateTimeField(required=False, allow_null=True,
+                                                help_text="Faces of this job are deleted at this time")
+
+    def validate_assets(self, value):
+        limit = settings.INDEX_JOB_MAX_ASSETS
+        if len(value) > limit:
+            raise serializers.ValidationError(f"at most {limit} assets per job; split larger batches")
+        ids = [asset["asset_id"] for asset in value]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("each asset_id may appear once per job")
+        return value
+
+
+class JobFilterInput(serializers.Serializer):
+    state = serializers.MultipleChoiceField(choices=IndexJob.State.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class AssetFilterInput(serializers.Serializer):
+    state = serializers.MultipleChoiceField(choices=IndexJobAsset.State.choices, required=False)
+
+
+class FaceFilterInput(serializers.Serializer):
+    asset_id = serializers.CharField(max_length=255, required=False)
+    subject_id = serializers.CharField(max_length=255, required=False)
+
+
+def _query(serializer_class, request) -> dict:
+    data = {key: (request.query_params.getlist(key) if key == "state" else request.query_params.get(key))
+            for key in request.query_params}
+    if "state" in data:  # ?state=a,b and ?state=a&state=b both work
+        data["state"] = [s for value in data["state"] for s in value.split(",") if s]
+    parsed = serializer_class(data=data)
+    parsed.is_valid(raise_exception=True)
+    return parsed.validated_data
+
+
+# --- Views --------------------------------------------------------------------------------
+
+class IndexJobListApi(TenantAPIView):
+    allowed_roles = JOB_ROLES
+
+    @extend_schema(
+        request=SubmitInput, summary="Submit an index job (202: runs in the background)",
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="Retrying with the same key and body returns the same job")],
+        responses={202: JobOutput, **ERRORS},
+    )
+    def post(self, request):
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            raise ApiError("Idempotency-Key must be 1-255 printable ASCII characters.", code="invalid_request")
+        data = SubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            submitted = job_services.submit_index_job(
+                tenant_id=self.tenant_id, assets=_asset_specs(values["assets"]),
+                options=job_services.JobOptions(**values.get("options", {})), actor=self.actor(),
+                fingerprint=job_services.request_fingerprint(tenant_id=self.tenant_id, body=request.data),
+                idempotency_key=key, faces_expire_at=values.get("faces_expire_at"))
+        except job_services.IdempotencyKeyReused:
+            raise Unprocessable("This Idempotency-Key was used with a different request.",
+                                code="idempotency_key_reused") from None
+        body = JobOutput(submitted.job).data
+        headers = {"Location": body["status_url"]}
+        if not submitted.created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    @extend_schema(parameters=[JobFilterInput], responses={200: JobOutput(many=True), 400: ERRORS[400]},
+                   summary="List index jobs, newest first (cursor pages)")
+    def get(self, request):
+        filters = _query(JobFilterInput, request)
+        jobs = job_selectors.jobs_of(tenant_id=self.tenant_id, states=filters.get("state", ()),
+                                     created_after=filters.get("created_after"),
+                                     created_before=filters.get("created_before"))
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobOutput(page, many=True).data)
+
+
+def _asset_specs(assets: list[dict]) -> list[job_services.AssetSpec]:
+    specs, errors = [], {}
+    for index, asset in enumerate(assets):
+        try:
+            source = ImageSourceInput.to_source(asset["image"])
+        except ImageError as exc:  # bad base64, too large: name the asset
+            errors[index] = {"image": [f"{exc.code}: {exc.message}"]}
+            continue
+        specs.append(job_services.AssetSpec(asset_id=asset["asset_id"], source=source,
+                                            subject_id=asset.get("subject_id")))
+    if errors:
+        raise serializers.ValidationError({"assets": errors})
+    return specs
+
+
+class IndexJobApi(TenantAPIView):
+    allowed_roles = JOB_ROLES
+
+    @extend_schema(responses={200: JobOutput, 404: ERRORS[404]}, summary="An index job's state and counts")
+    def get(self, request, job_id):
+        return Response(JobOutput(_job(self.tenant_id, job_id)).data)
+
+
+class IndexJobAssetsApi(TenantAPIView):
+    allowed_roles = JOB_ROLES
+
+    @extend_schema(parameters=[AssetFilterInput], responses={200: JobAssetOutput(many=True), 404: ERRORS[404]},
+                   summary="Per-asset results of a job, in submission order (cursor pages)")
+    def get(self, request, job_id):
+        filters = _query(AssetFilterInput, request)
+        try:
+            rows = job_selectors.job_assets_of(tenant_id=self.tenant_id, job_id=job_id,
+                                               states=filters.get("state", ()))
+        except job_services.JobNotFound:
+            raise NotFound("No such index job.") from None
+        paginator = PositionCursorPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(JobAssetOutput(page, many=True).data)
+
+
+class IndexJobCancelApi(TenantAPIView):
+    allowed_roles = JOB_ROLES
+
+    @extend_schema(request=None, responses={200: JobOutput, 404: ERRORS[404],
+                                            409: OpenApiResponse(description="The job already finished")},
+                   summary="Cancel a job (finished assets keep their faces)")
+    def post(self, request, job_id):
+        try:
+            job = job_services.cancel_job(tenant_id=self.tenant_id, job_id=job_id, actor=self.actor())
+        except job_services.JobNotFound:
+            raise NotFound("No such index job.") from None
+        except job_services.JobFinished:
+            raise Conflict("The job already finished.", code="job_finished") from None
+        return Response(JobOutput(job).data)
+
+
+class FaceListApi(TenantAPIView):
+    allowed_roles = FACE_LIST_ROLES
+
+    @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: ERRORS[400]},
+                   summary="List faces (metadata only) of an asset or a subject, newest first")
+    def get(self, request):
+        filters = _query(FaceFilterInput, request)
+        faces = selectors.faces_for(tenant_id=self.tenant_id, asset_id=filters.get("asset_id"),
+                                    subject_id=filters.get("subject_id"))
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(faces, request, view=self)
+        return paginator.get_paginated_response(FaceOutput(page, many=True).data)
+
+
+def _job(tenant_id, job_id) -> IndexJob:
+    try:
+        return job_selectors.job_of(tenant_id=tenant_id, job_id=job_id)
+    except job_services.JobNotFound:
+        raise NotFound("No such index job.") from None

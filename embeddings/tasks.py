@@ -1,0 +1,36 @@
+"""Celery tasks of the embeddings app. Thin and idempotent: the state is in PostgreSQL.
+
+Worker settings that matter (faceservice/settings.py, docs/JOBS.md): acks
+late + reject on worker lost + prefetch 1, so a message is removed only after
+its task ran and a crashed worker's message is delivered again; the sweeper
+covers what the broker loses. Each worker process loads the face models once,
+at start (faceservice/celery.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from celery import shared_task
+
+from embeddings import job_services, jobs, services
+
+
+@shared_task(name=job_services.INDEX_TASK, ignore_result=True)
+def index_asset(tenant_id: str, job_asset_id: str) -> str:
+    return jobs.run_asset(tenant_id=tenant_id, job_asset_id=job_asset_id)
+
+
+@shared_task(name="embeddings.dispatch_index_assets", ignore_result=True)
+def dispatch_index_assets() -> int:
+    return job_services.dispatch_all()
+
+
+@shared_task(name="embeddings.sweep_index_jobs", ignore_result=True)
+def sweep_index_jobs() -> dict:
+    return asdict(job_services.sweep())
+
+
+@shared_task(name="embeddings.purge_expired_faces", ignore_result=True)
+def purge_expired_faces() -> int:
+    return services.purge_expired_faces()

@@ -1,0 +1,227 @@
+"""Webhook endpoints and their delivery log over HTTP (admin only). Thin views over tenants.webhooks."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from faceservice.api.errors import Conflict, NotFound
+from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.views import TenantAPIView
+from tenants import webhooks
+from tenants.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+
+ROLES = ("admin",)
+ERRORS = {
+    400: OpenApiResponse(description="Invalid request (invalid_request, invalid_webhook)"),
+    404: OpenApiResponse(description="Unknown endpoint or delivery, or another tenant's (not_found)"),
+}
+
+
+# --- Output ---------------------------------------------------------------------------
+
+class EndpointOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "description", "events", "enabled", "disabled_reason", "disabled_at",
+                  "consecutive_failures", "failing_since", "last_success_at", "secret_rotated_at",
+                  "previous_secret_expires_at", "created_at", "updated_at"]
+
+
+class EndpointWithSecretOutput(EndpointOutput):
+    secret = serializers.CharField(help_text="The signing secret (whsec_...). Shown only in this response.")
+
+    class Meta(EndpointOutput.Meta):
+        fields = [*EndpointOutput.Meta.fields, "secret"]
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDeliveryAttempt
+        fields = ["number", "attempted_at", "status_code", "latency_ms", "succeeded", "error", "error_message"]
+
+
+class DeliveryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "event_id", "event_type", "state", "attempts", "next_attempt_at", "last_status_code",
+                  "last_error", "redelivery_of", "created_at", "finished_at"]
+
+
+class DeliveryDetailOutput(DeliveryOutput):
+    payload = serializers.JSONField()
+    attempt_log = AttemptOutput(many=True)
+
+    class Meta(DeliveryOutput.Meta):
+        fields = [*DeliveryOutput.Meta.fields, "payload", "attempt_log"]
+
+
+def _with_secret(issued: webhooks.IssuedSecret) -> dict:
+    return {**EndpointOutput(issued.endpoint).data, "secret": issued.secret}
+
+
+# --- Input ------------------------------------------------------------------------------
+
+class EndpointInput(serializers.Serializer):
+    url = serializers.URLField(max_length=2048, help_text="https URL that receives POSTed events")
+    events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), min_length=1)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class EndpointUpdateInput(serializers.Serializer):
+    url = serializers.URLField(max_length=2048, required=False)
+    events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), min_length=1,
+                                   required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False, help_text="Enabling again clears the failure record")
+
+
+class DeliveryFilterInput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=WebhookDelivery.State.choices, required=False)
+    event_type = serializers.CharField(max_length=64, required=False)
+
+
+def _invalid(exc: Exception) -> Exception:
+    return serializers.ValidationError({"webhook": [str(exc)]})
+
+
+def _endpoint_or_404(tenant_id, endpoint_id) -> WebhookEndpoint:
+    try:
+        return webhooks.endpoint_of(tenant_id=tenant_id, endpoint_id=endpoint_id)
+    except webhooks.EndpointNotFound:
+        raise NotFound("No such webhook endpoint.") from None
+
+
+# --- Views --------------------------------------------------------------------------------
+
+class WebhookEndpointListApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(responses=EndpointOutput(many=True), summary="List webhook endpoints")
+    def get(self, request):
+        paginator = NewestFirstCursorPagination()
+        endpoints = webhooks.endpoints_of(tenant_id=self.tenant_id)
+        page = paginator.paginate_queryset(endpoints, request, view=self)
+        return paginator.get_paginated_response(EndpointOutput(page, many=True).data)
+
+    @extend_schema(request=EndpointInput, responses={201: EndpointWithSecretOutput, 400: ERRORS[400]},
+                   summary="Register a webhook endpoint (its signing secret is shown once)")
+    def post(self, request):
+        data = EndpointInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            issued = webhooks.create_endpoint(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
+        except webhooks.InvalidEndpoint as exc:
+            raise _invalid(exc) from None
+        return Response(_with_secret(issued), status=status.HTTP_201_CREATED)
+
+
+class WebhookEndpointApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(responses={200: EndpointOutput, 404: ERRORS[404]}, summary="A webhook endpoint")
+    def get(self, request, endpoint_id):
+        return Response(EndpointOutput(_endpoint_or_404(self.tenant_id, endpoint_id)).data)
+
+    @extend_schema(request=EndpointUpdateInput, responses={200: EndpointOutput, **ERRORS},
+                   summary="Change a webhook endpoint (url, events, description, enabled)")
+    def patch(self, request, endpoint_id):
+        data = EndpointUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            endpoint = webhooks.update_endpoint(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                                actor=self.actor(), **data.validated_data)
+        except webhooks.EndpointNotFound:
+            raise NotFound("No such webhook endpoint.") from None
+        except webhooks.InvalidEndpoint as exc:
+            raise _invalid(exc) from None
+        return Response(EndpointOutput(endpoint).data)
+
+    @extend_schema(responses={204: None, 404: ERRORS[404]}, summary="Delete a webhook endpoint")
+    def delete(self, request, endpoint_id):
+        try:
+            webhooks.delete_endpoint(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
+        except webhooks.EndpointNotFound:
+            raise NotFound("No such webhook endpoint.") from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookSecretRotationApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(request=None, responses={200: EndpointWithSecretOutput, 404: ERRORS[404]},
+                   summary="Rotate the signing secret (the old one also signs for a grace period)")
+    def post(self, request, endpoint_id):
+        try:
+            issued = webhooks.rotate_secret(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
+        except webhooks.EndpointNotFound:
+            raise NotFound("No such webhook endpoint.") from None
+        return Response(_with_secret(issued))
+
+
+class WebhookTestApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(request=None, responses={202: DeliveryOutput, 404: ERRORS[404],
+                                            409: OpenApiResponse(description="The endpoint is disabled")},
+                   summary="Send a webhook.test event to this endpoint")
+    def post(self, request, endpoint_id):
+        try:
+            delivery = webhooks.send_test_event(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                                actor=self.actor())
+        except webhooks.EndpointNotFound:
+            raise NotFound("No such webhook endpoint.") from None
+        except webhooks.EndpointDisabled:
+            raise Conflict("The endpoint is disabled; enable it first.", code="endpoint_disabled") from None
+        return Response(DeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WebhookDeliveryListApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(parameters=[DeliveryFilterInput], responses={200: DeliveryOutput(many=True), **ERRORS},
+                   summary="An endpoint's deliveries, newest first (cursor pages)")
+    def get(self, request, endpoint_id):
+        filters = DeliveryFilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        try:
+            deliveries = webhooks.deliveries_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                                **filters.validated_data)
+        except webhooks.EndpointNotFound:
+            raise NotFound("No such webhook endpoint.") from None
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(deliveries, request, view=self)
+        return paginator.get_paginated_response(DeliveryOutput(page, many=True).data)
+
+
+class WebhookDeliveryApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(responses={200: DeliveryDetailOutput, 404: ERRORS[404]},
+                   summary="One delivery with its payload and the log of every attempt")
+    def get(self, request, endpoint_id, delivery_id):
+        try:
+            delivery = webhooks.delivery_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                            delivery_id=delivery_id)
+        except (webhooks.EndpointNotFound, webhooks.DeliveryNotFound):
+            raise NotFound("No such delivery.") from None
+        return Response(DeliveryDetailOutput(delivery).data)
+
+
+class WebhookRedeliveryApi(TenantAPIView):
+    allowed_roles = ROLES
+
+    @extend_schema(request=None, responses={202: DeliveryOutput, 404: ERRORS[404],
+                                            409: OpenApiResponse(description="The endpoint is disabled")},
+                   summary="Send a delivery's event again (same webhook-id, new attempts)")
+    def post(self, request, endpoint_id, delivery_id):
+        try:
+            again = webhooks.redeliver(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                       delivery_id=delivery_id, actor=self.actor())
+        except (webhooks.EndpointNotFound, webhooks.DeliveryNotFound):
+            raise NotFound("No such delivery.") from None
+        except webhooks.EndpointDisabled:
+            raise Conflict("The endpoint is disabled; enable it first.", code="endpoint_disabled") from None
+        return Response(DeliveryOutput(again).data, status=status.HTTP_202_ACCEPTED)

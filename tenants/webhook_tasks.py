@@ -1,0 +1,21 @@
+"""Celery tasks for webhook delivery (registered through settings.CELERY_IMPORTS).
+
+Thin and idempotent: each claims its row in PostgreSQL first, so a duplicate
+or late message does nothing.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from tenants import webhooks
+
+
+@shared_task(name=webhooks.DELIVER_TASK, ignore_result=True)
+def deliver_webhook(tenant_id: str, delivery_id: str) -> str:
+    return webhooks.deliver(tenant_id=tenant_id, delivery_id=delivery_id)
+
+
+@shared_task(name="tenants.sweep_webhook_deliveries", ignore_result=True)
+def sweep_webhook_deliveries() -> int:
+    return webhooks.sweep_deliveries()

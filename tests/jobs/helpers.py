@@ -1,0 +1,97 @@
+"""Helpers for the job tests: fake detections, submissions, a capturing publisher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.utils import timezone
+
+from audit.services import Actor
+from embeddings import job_services
+from embeddings.image_sources import ImageSource
+from embeddings.models import IndexJob, IndexJobAsset
+from faceservice.tenancy import platform_scope
+
+MODEL = "test-model:0001"
+DIM = 64
+ACTOR = Actor(type="api_key", id="tests", name="tests", roles=("indexer",))
+
+
+@dataclass
+class FakeFace:
+    """What the engine hands over: a box, a score, a unit embedding."""
+
+    embedding: np.ndarray = field(repr=False)
+    bbox: tuple = (10.0, 20.0, 110.0, 140.0)
+    det_score: float = 0.9
+
+
+@dataclass
+class FakeLeftOut:
+    bbox: tuple = (1.0, 2.0, 9.0, 10.0)
+    det_score: float = 0.4
+    size: float = 8.0
+    reason: str = "too_small"
+
+
+def fake_faces(n: int, seed: int = 0) -> list[FakeFace]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    return [FakeFace(v / np.linalg.norm(v)) for v in x]
+
+
+def url_spec(asset_id: str, url: str = "https://images.example/a.jpg", subject_id=None) -> job_services.AssetSpec:
+    return job_services.AssetSpec(asset_id=asset_id, source=ImageSource(url=url), subject_id=subject_id)
+
+
+def submit(tenant, specs, *, key: str | None = None, fingerprint: str = "fp", **kwargs) -> IndexJob:
+    return job_services.submit_index_job(
+        tenant_id=tenant.id, assets=specs, options=job_services.JobOptions(), actor=ACTOR,
+        fingerprint=fingerprint, idempotency_key=key, **kwargs).job
+
+
+def complete(claim, faces=None, left_out=()) -> str:
+    return job_services.complete_asset(claim=claim, faces=faces if faces is not None else fake_faces(1),
+                                       left_out=list(left_out), model_id=MODEL, timings={"fetch_ms": 1.0})
+
+
+def rows(job) -> list[IndexJobAsset]:
+    return find(IndexJobAsset, job_id=job.id)
+
+
+def refreshed(job) -> IndexJob:
+    return find(IndexJob, id=job.id)[0]
+
+
+# Tests read and poke rows as the operator would: past row-level security.
+def find(model, order_by=None, **filters) -> list:
+    with platform_scope():
+        rows = model.objects.filter(**filters)
+        if order_by or model is IndexJobAsset:
+            rows = rows.order_by(order_by or "position")
+        return list(rows)
+
+
+def count(model, **filters) -> int:
+    with platform_scope():
+        return model.objects.filter(**filters).count()
+
+
+def update(model, filters: dict, **values) -> int:
+    with platform_scope():
+        return model.objects.filter(**filters).update(**values)
+
+
+class Published(list):
+    """Stands in for the broker: (tenant_id, job_asset_id, countdown) in publish order."""
+
+    def __call__(self, tenant_id, job_asset_id, countdown=None):
+        self.append((str(tenant_id), str(job_asset_id), countdown))
+
+    def ids(self) -> list[str]:
+        return [job_asset_id for _, job_asset_id, _ in self]
+
+
+def now():
+    return timezone.now()
