@@ -251,8 +251,8 @@ def _publish_after_commit(tenant_id: UUID | str, ids: Sequence[UUID | str], coun
 
 
 _ROUND_ROBIN_SQL = """
-SELECT p.id FROM (
-    SELECT id, created_at FROM embeddings_indexjob
+SELECT p.id, j.id FROM (
+    SELECT id, created_at, last_dispatched_at FROM embeddings_indexjob
     WHERE tenant_id = %(tenant)s AND state IN ('queued', 'running')
     ORDER BY created_at, id LIMIT %(jobs)s
 ) j
@@ -262,13 +262,18 @@ CROSS JOIN LATERAL (
     WHERE a.job_id = j.id AND a.state = 'pending'
     ORDER BY a.position LIMIT %(free)s
 ) p
-ORDER BY p.turn, j.created_at, j.id
+ORDER BY p.turn, j.last_dispatched_at ASC NULLS FIRST, j.created_at, j.id
 LIMIT %(free)s
 """
 
 
 def dispatch_tenant(*, tenant_id: UUID | str, now: datetime | None = None) -> list[UUID]:
-    """Top the tenant's in-flight assets up to the limit, one per active job in turn."""
+    """Top the tenant's in-flight assets up to the limit, one per active job in turn.
+
+    Turns: each job's first pending asset, then each job's second, ...; among
+    equal turns the job served least recently goes first, so even one free
+    slot at a time alternates between the tenant's jobs.
+    """
     now = now or timezone.now()
     with tenant_context(tenant_id):
         _advisory_lock(f"index-dispatch:{tenant_id}")
@@ -281,12 +286,15 @@ def dispatch_tenant(*, tenant_id: UUID | str, now: datetime | None = None) -> li
         with connection.cursor() as cursor:
             cursor.execute(_ROUND_ROBIN_SQL, {"tenant": str(tenant_id), "jobs": MAX_JOBS_PER_DISPATCH,
                                               "free": free})
-            chosen = [row[0] for row in cursor.fetchall()]
-            if not chosen:
+            picked = cursor.fetchall()
+            if not picked:
                 return []
+            chosen = [asset for asset, _ in picked]
             cursor.execute("UPDATE embeddings_indexjobasset SET state = 'queued', dispatched_at = %s "
                            "WHERE id = ANY(%s) AND state = 'pending' RETURNING id", [now, chosen])
             queued = [row[0] for row in cursor.fetchall()]
+            cursor.execute("UPDATE embeddings_indexjob SET last_dispatched_at = %s WHERE id = ANY(%s)",
+                           [now, list({job for _, job in picked})])
         queued.sort(key=chosen.index)  # keep the round-robin order in the broker
     _publish_after_commit(tenant_id, queued)
     return queued

@@ -103,6 +103,9 @@ class IndexJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When an asset of this job was last dispatched: the least recently served
+    # job goes first, so a tenant's jobs take turns (job_services.dispatch_tenant).
+    last_dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "embeddings_indexjob"
