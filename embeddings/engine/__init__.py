@@ -56,12 +56,37 @@ _LAZY = {
     "fetch_s3_object": "s3",
 }
 
+# Names in _LAZY load their module on first access.
 __all__ = [
-    "DEFAULT_PACK", "EngineConfig",
-    "CorruptImage", "EngineError", "FetchFailed", "FetchRefused", "FetchTimeout", "ImageError",
-    "ImageTooLarge", "ModelsUnavailable", "NotAnImage", "S3ObjectNotFound", "TooManyPixels",
+    "DEFAULT_PACK",
+    "LEFT_OUT_REASONS",
+    "Analysis",
+    "AnalyzeOptions",
+    "CorruptImage",
+    "EngineConfig",
+    "EngineError",
+    "Face",
+    "FaceEngine",
+    "FetchFailed",
+    "FetchRefused",
+    "FetchTimeout",
+    "ImageError",
+    "ImageLimits",
+    "ImageTooLarge",
+    "LeftOutFace",
+    "ModelsUnavailable",
+    "NotAnImage",
+    "S3ObjectNotFound",
+    "SafeResponse",
+    "Timeouts",
+    "TooManyPixels",
     "UnsupportedFormat",
-    *_LAZY,
+    "clear_engine_cache",
+    "decode_image",
+    "fetch_image_url",
+    "fetch_s3_object",
+    "get_engine",
+    "safe_request",
 ]
 
 

@@ -35,7 +35,6 @@ from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Union
 from urllib.parse import urljoin
 
 import httpcore
@@ -43,8 +42,8 @@ import httpx
 
 from .errors import FetchFailed, FetchRefused, FetchTimeout, ImageTooLarge
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-NetworkLike = Union[str, ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+NetworkLike = str | ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "faceservice-fetch/1"

@@ -6,6 +6,7 @@ local server; everything else goes through the same guard production uses.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import socket
@@ -66,11 +67,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self._record()
         self._send(201, b"got:" + body, {"X-Echo-Host": self.headers.get("Host", "")})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._record()
         url = urlsplit(self.path)
         query = parse_qs(url.query)
@@ -101,10 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"\0" * 1000)
         elif url.path == "/stall":
             time.sleep(3)
-            try:
+            with contextlib.suppress(OSError):  # the client gave up, as it should
                 self._send(200, b"late")
-            except OSError:  # the client gave up, as it should
-                pass
         elif url.path == "/drip":  # one byte per 0.2 s: never trips a read timeout
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -374,7 +373,7 @@ def _certificates(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

@@ -6,7 +6,6 @@ import io
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -71,7 +71,7 @@ def test_pack_without_recognizer(tmp_path):
 
 def test_empty_pack_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelsUnavailable, match="no .onnx files"):
+    with pytest.raises(ModelsUnavailable, match=r"no \.onnx files"):
         FaceEngine(EngineConfig(model_root=str(tmp_path), pack="empty"))
 
 
@@ -100,5 +100,6 @@ def test_cuda_request_falls_back_to_cpu_without_cuda(tmp_path):
     engine = FaceEngine(EngineConfig(model_root=str(MODEL_ROOT), pack=PACK, device="cuda", warmup=False))
     import onnxruntime
 
-    expected = "CUDAExecutionProvider" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "CPUExecutionProvider"
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    expected = "CUDAExecutionProvider" if has_cuda else "CPUExecutionProvider"
     assert engine.providers[0] == expected
