@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +38,7 @@ class LocalServer:
     received: list[Received] = field(default_factory=list)
     on_request: Callable[[Received], object] | None = None
     default: tuple[int, bytes] = (404, b"not found")
+    delay_seconds: float = 0.0  # answer this late (timeouts)
 
     def start(self) -> LocalServer:
         server = self
@@ -49,6 +51,8 @@ class LocalServer:
                 if server.on_request:
                     request.verified = server.on_request(request)
                 server.received.append(request)
+                if server.delay_seconds:
+                    time.sleep(server.delay_seconds)
                 route = server.routes.get(self.path)
                 status, body = route.next() if route else server.default
                 self.send_response(status)
@@ -58,7 +62,7 @@ class LocalServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+            do_GET = do_POST = _answer
 
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass

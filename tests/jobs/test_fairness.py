@@ -29,7 +29,7 @@ def drain(published, tenant_by_id, stop=None, limit=500) -> list[str]:
 def run_race(make_tenant, published, settings, limit: int) -> tuple[int, list[str]]:
     settings.INDEX_MAX_INFLIGHT_PER_TENANT = limit
     big_tenant, small_tenant = make_tenant(), make_tenant()
-    big = submit(big_tenant, [url_spec(f"big-{i}") for i in range(60)])
+    submit(big_tenant, [url_spec(f"big-{i}") for i in range(60)])
     small = submit(small_tenant, [url_spec(f"small-{i}") for i in range(3)])
     names = {str(big_tenant.id): "big", str(small_tenant.id): "small"}
     order = drain(published, names, stop=lambda: refreshed(small).is_finished)
@@ -53,7 +53,7 @@ def test_without_the_limit_the_small_job_waits_for_the_whole_big_one(make_tenant
 
 def test_a_tenants_own_jobs_take_turns(tenant, published, settings):
     settings.INDEX_MAX_INFLIGHT_PER_TENANT = 2
-    first = submit(tenant, [url_spec(f"first-{i}") for i in range(10)])
+    submit(tenant, [url_spec(f"first-{i}") for i in range(10)])
     second = submit(tenant, [url_spec(f"second-{i}") for i in range(2)])
     order = []
     while published:
