@@ -199,7 +199,7 @@ def check_url(
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if allowed_ports is not None and port not in allowed_ports:
         raise FetchRefused(f"port {port} is not allowed")
-    host = parsed.host
+    host = parsed.raw_host.decode("ascii")  # IDNA-encoded, as DNS and TLS SNI want it
     addresses = _resolve(host, port, timeout)
     for address in addresses:
         reason = refusal_reason(address, allowed_networks)

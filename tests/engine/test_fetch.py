@@ -420,3 +420,11 @@ def test_https_uses_sni_and_verifies_the_name(tmp_path, fake_dns):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_internationalised_names_are_resolved_in_their_idna_form(fake_dns):
+    table, calls = fake_dns
+    table["xn--bcher-kva.example"] = ["10.0.0.8"]
+    with pytest.raises(FetchRefused, match="private"):
+        fetch_image_url("http://bücher.example/face.jpg", max_bytes=10, timeout=FAST)
+    assert calls == {"xn--bcher-kva.example": 1}
