@@ -8,6 +8,7 @@ caller can tell "no face" from "faces, but too small".
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -214,6 +215,7 @@ def _face(row: np.ndarray, points: np.ndarray, embedding: np.ndarray) -> Face:
 # One engine per configuration per process ---------------------------------
 _engines: dict[EngineConfig, FaceEngine] = {}
 _engines_lock = threading.Lock()
+_engines_pid = os.getpid()
 
 
 def get_engine(config: EngineConfig | None = None) -> FaceEngine:
@@ -223,7 +225,14 @@ def get_engine(config: EngineConfig | None = None) -> FaceEngine:
     single load instead of loading twice. A failed load is not cached, so a
     pack installed later is picked up by the next call.
     """
+    global _engines_pid
     config = config or EngineConfig.from_env()
+    if os.getpid() != _engines_pid:
+        # A forked child (Celery prefork) must not reuse the parent's onnxruntime
+        # sessions: their thread pools do not survive fork. Load afresh.
+        with _engines_lock:
+            _engines.clear()
+            _engines_pid = os.getpid()
     engine = _engines.get(config)
     if engine is not None:
         return engine

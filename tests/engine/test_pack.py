@@ -103,3 +103,21 @@ def test_cuda_request_falls_back_to_cpu_without_cuda(tmp_path):
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     expected = "CUDAExecutionProvider" if has_cuda else "CPUExecutionProvider"
     assert engine.providers[0] == expected
+
+
+def test_forked_child_loads_its_own_engine():
+    import multiprocessing
+
+    parent = get_engine(engine_config(640))
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        child_id, same_object, faces = pool.apply(_child_probe, (id(parent),))
+    assert child_id == parent.model_id and not same_object and faces == 0
+
+
+def _child_probe(parent_object_id: int):
+    import numpy as np
+
+    engine = get_engine(engine_config(640))
+    blank = np.full((200, 200, 3), 128, dtype=np.uint8)
+    return engine.model_id, id(engine) == parent_object_id, len(engine.analyze(blank).faces)
