@@ -84,5 +84,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/index-jobs/{job_id}/assets", (ADMIN, INDEXER), "Per-asset results of an index job"),
     Endpoint("POST", "/v1/index-jobs/{job_id}/cancel", (ADMIN, INDEXER), "Cancel an index job"),
     Endpoint("GET", "/v1/faces", (ADMIN, INDEXER, SEARCHER), "List faces (metadata) of an asset or subject"),
+    Endpoint("POST", "/v1/search", (ADMIN, SEARCHER), "Search by photo or face id (1:N)"),
+    Endpoint("POST", "/v1/compare", (ADMIN, SEARCHER, COMPARER), "Compare a photo with references, stateless"),
+    Endpoint("POST", "/v1/faces/delete", (ADMIN,), "Delete faces by face, asset or subject ids (receipt)"),
+    Endpoint("POST", "/v1/faces/purge", (ADMIN,), "Purge all face data and shred the tenant's keys"),
+    Endpoint("GET", "/v1/receipts/{receipt_id}", (ADMIN, AUDITOR), "Read a deletion receipt"),
+    Endpoint("GET", "/v1/stats", (ADMIN, AUDITOR), "Tenant statistics (no personal data)"),
     # --- audit/ (add rows here) ---------------------------------------------------------
+    Endpoint("GET", "/v1/audit/events", (AUDITOR,), "List audit events (filters, cursor pagination)"),
+    Endpoint("GET", "/v1/audit/events/export.{file_format}", (AUDITOR,), "Export audit events (CSV / JSON Lines)",
+             examples={"file_format": "csv"}),
 )
