@@ -16,7 +16,7 @@ from audit.services import Actor, record_event
 from embeddings.engine import AnalyzeOptions, ImageError
 from embeddings.face_models import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
-from embeddings.selectors import Match, SearchTimings, face_embedding, search_faces
+from embeddings.selectors import Match, SearchTimings, face_embedding, search_faces_many
 from faceservice.api.errors import Unprocessable
 
 
@@ -70,14 +70,16 @@ def _match_dict(match: Match) -> dict:
             "similarity": round(match.similarity, 6)}
 
 
-def _search_embedding(tenant_id, embedding: np.ndarray, model_id: str, query: SearchQuery,
-                      timings: SearchTimings) -> list[Match]:
+def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, query: SearchQuery,
+                       timings: SearchTimings) -> list[list[Match]]:
     # Fetch more when grouping by subject, so grouping still fills top_k.
     top_k = query.top_k * 5 if query.group_by_subject else query.top_k
-    matches = search_faces(tenant_id=tenant_id, embedding=embedding, model_id=model_id, top_k=top_k,
-                           threshold=query.threshold, subject_ids=query.subject_ids,
-                           asset_ids=query.asset_ids, timings=timings)
-    return _best_per_subject(matches, query.top_k) if query.group_by_subject else matches
+    results = search_faces_many(tenant_id=tenant_id, embeddings=embeddings, model_id=model_id, top_k=top_k,
+                                threshold=query.threshold, subject_ids=query.subject_ids,
+                                asset_ids=query.asset_ids, timings=timings)
+    if query.group_by_subject:
+        return [_best_per_subject(matches, query.top_k) for matches in results]
+    return results
 
 
 def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery, actor: Actor) -> SearchResult:
@@ -92,8 +94,10 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
     watch.lap("detect_embed")
     result = SearchResult(model_id=engine.model_id, threshold=query.threshold)
     timings = SearchTimings()
-    for face in analysis.faces:
-        matches = _search_embedding(tenant_id, face.embedding, engine.model_id, query, timings)
+    # All faces in one go: one tenant scope and one key lookup, then one vector query per face.
+    found = _search_embeddings(tenant_id, [face.embedding for face in analysis.faces], engine.model_id, query,
+                               timings)
+    for face, matches in zip(analysis.faces, found, strict=True):
         result.faces.append({"bbox": [round(float(v), 1) for v in face.bbox],
                              "det_score": round(float(face.det_score), 4),
                              "matches": [_match_dict(m) for m in matches]})
@@ -116,7 +120,7 @@ def search_by_face(*, tenant_id: UUID, face_id: UUID, query: SearchQuery, actor:
     except Face.DoesNotExist:
         raise NotFound("No such face.") from None
     timings = SearchTimings()
-    matches = _search_embedding(tenant_id, embedding, model_id, query, timings)
+    matches = _search_embeddings(tenant_id, [embedding], model_id, query, timings)[0]
     watch.lap("search")
     result = SearchResult(model_id=model_id, threshold=query.threshold,
                           faces=[{"bbox": None, "det_score": None, "matches": [_match_dict(m) for m in matches]}])

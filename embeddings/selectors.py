@@ -10,6 +10,7 @@ embeddings and re-rank by exact cosine, then apply the threshold.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from embeddings.protection import decrypt_embedding, project, projection_matrix
 from embeddings.vector_index import _check, model_predicate, vector_expression
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
+from tenants.models import TenantKey
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,25 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
            f"ORDER BY {order} LIMIT %s")
     vector_text = "[" + ",".join(f"{v:.7g}" for v in query.tolist()) + "]"
     with connection.cursor() as cursor:
-        if not exact:
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
-                           "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                           [str(max(settings.HNSW_EF_SEARCH, limit))])
         # Placeholders in order: the filters (WHERE), the vector (ORDER BY), the limit.
         cursor.execute(sql, [*params, vector_text, limit])
         return cursor.fetchall()
+
+
+def _configure_hnsw(limit: int) -> None:
+    # Local to the transaction: set once per search, not once per query.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
+                       "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                       [str(max(settings.HNSW_EF_SEARCH, limit))])
+
+
+def _readable_versions_in_context(tenant_id) -> list[int]:
+    # data_keys.readable_versions(), minus the nested tenant scope it opens
+    # (a savepoint and four set/get round trips): the caller holds one already.
+    return list(TenantKey.objects.filter(
+        tenant_id=tenant_id, status__in=[TenantKey.Status.ACTIVE, TenantKey.Status.RETIRING],
+    ).order_by("-version").values_list("version", flat=True))
 
 
 def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
@@ -90,28 +104,51 @@ def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str,
                  asset_ids: list[str] | None = None,
                  timings: SearchTimings | None = None) -> list[Match]:
     """The tenant's faces most similar to `embedding`, best first, at or above `threshold`."""
+    return search_faces_many(tenant_id=tenant_id, embeddings=[embedding], model_id=model_id, top_k=top_k,
+                             threshold=threshold, subject_ids=subject_ids, asset_ids=asset_ids,
+                             timings=timings)[0]
+
+
+def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray], model_id: str,
+                      top_k: int = 10, threshold: float = 0.0, subject_ids: list[str] | None = None,
+                      asset_ids: list[str] | None = None,
+                      timings: SearchTimings | None = None) -> list[list[Match]]:
+    """search_faces for several query faces (e.g. every face of a group photo), one result list each.
+
+    The tenant scope, the key versions, the strategy and the HNSW settings are
+    looked up once for all faces; each face then costs one vector query.
+    """
     timings = timings or SearchTimings()
-    query = np.asarray(embedding, dtype=np.float32)
+    queries = [np.asarray(embedding, dtype=np.float32) for embedding in embeddings]
+    if not queries:
+        return []
     limit = max(top_k * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
+    candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
     with tenant_context(tenant_id):
         exact = faces_of_model(tenant_id=tenant_id, model_id=model_id) <= settings.EXACT_SEARCH_MAX_FACES
         timings.strategy = "exact" if exact else "hnsw"
-        candidates: list[tuple[tuple, int, bytes]] = []
-        for version in data_keys.readable_versions(tenant_id=tenant_id):
+        versions = _readable_versions_in_context(tenant_id)
+        if not exact and versions:
+            _configure_hnsw(limit)
+        for version in versions:
             key = data_keys.data_key(tenant_id=tenant_id, version=version)
-            matrix = projection_matrix(dek=key, key_version=version, dimension=query.shape[0],
-                                       model_id=model_id)
-            started = time.perf_counter()
-            rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                   query=project(matrix, query), limit=limit, exact=exact,
-                                   subject_ids=subject_ids, asset_ids=asset_ids)
-            timings.vector_search_ms += (time.perf_counter() - started) * 1000
-            candidates.extend((row, version, key) for row in rows)
-    started = time.perf_counter()
-    matches = rerank(tenant_id=tenant_id, query=query, model_id=model_id, candidates=candidates)
-    timings.rerank_ms = (time.perf_counter() - started) * 1000
-    timings.candidates = len(candidates)
-    return [m for m in matches if m.similarity >= threshold][:top_k]
+            for query, found in zip(queries, candidates, strict=True):
+                matrix = projection_matrix(dek=key, key_version=version, dimension=query.shape[0],
+                                           model_id=model_id)
+                started = time.perf_counter()
+                rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                       query=project(matrix, query), limit=limit, exact=exact,
+                                       subject_ids=subject_ids, asset_ids=asset_ids)
+                timings.vector_search_ms += (time.perf_counter() - started) * 1000
+                found.extend((row, version, key) for row in rows)
+    results = []
+    for query, found in zip(queries, candidates, strict=True):
+        started = time.perf_counter()
+        matches = rerank(tenant_id=tenant_id, query=query, model_id=model_id, candidates=found)
+        timings.rerank_ms += (time.perf_counter() - started) * 1000
+        timings.candidates += len(found)
+        results.append([m for m in matches if m.similarity >= threshold][:top_k])
+    return results
 
 
 def rerank(*, tenant_id, query: np.ndarray, model_id: str, candidates: list) -> list[Match]:
