@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from faceservice import health
 from faceservice.api import errors
+
+# Staff sign in to the admin with a password AND a TOTP code.
+admin.site.__class__ = OTPAdminSite
+admin.site.site_header = "Face search service: operator admin"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
