@@ -59,16 +59,19 @@ def build(det: int, threads: int):
 
 
 def run(engine: FaceEngine, bare, images: list[np.ndarray], rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"engine": [], "bare": []}
+    times: dict[str, list[float]] = {"engine": [], "bare": [], "engine_cpu": [], "bare_cpu": []}
     faces = {"engine": 0, "bare": 0}
     calls = {"engine": lambda img: engine.analyze(img).faces, "bare": bare.get}
     for round_no in range(rounds):
         for i, image in enumerate(images):
             order = ("engine", "bare") if (i + round_no) % 2 == 0 else ("bare", "engine")
             for side in order:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 found = calls[side](image)
                 times[side].append(time.perf_counter() - started)
+                # CPU time of the process (onnxruntime threads included): steadier than
+                # wall time on a shared, oversubscribed box.
+                times[f"{side}_cpu"].append(time.process_time() - cpu)
                 if round_no == 0:
                     faces[side] += len(found)
     if faces["engine"] != faces["bare"]:
@@ -79,10 +82,13 @@ def run(engine: FaceEngine, bare, images: list[np.ndarray], rounds: int) -> dict
 
 def summarise(name: str, times: dict[str, list[float]], n_images: int) -> str:
     eng, bare = np.array(times["engine"]), np.array(times["bare"])
+    eng_cpu, bare_cpu = np.array(times["engine_cpu"]), np.array(times["bare_cpu"])
     ratio = bare.sum() / eng.sum()  # > 1: engine faster
+    cpu_ratio = bare_cpu.sum() / eng_cpu.sum()
     row = (f"| {name} | {n_images} ({times['faces'][0]} faces) | {len(eng) / eng.sum():.1f} | {len(bare) / bare.sum():.1f} "
            f"| {np.percentile(eng, 50) * 1e3:.1f} / {np.percentile(eng, 99) * 1e3:.1f} "
-           f"| {np.percentile(bare, 50) * 1e3:.1f} / {np.percentile(bare, 99) * 1e3:.1f} | {ratio:.3f} |")
+           f"| {np.percentile(bare, 50) * 1e3:.1f} / {np.percentile(bare, 99) * 1e3:.1f} | {ratio:.3f} "
+           f"| {eng_cpu.mean() * 1e3:.1f} / {bare_cpu.mean() * 1e3:.1f} | {cpu_ratio:.3f} |")
     return row
 
 
@@ -107,8 +113,8 @@ def main() -> None:
           f"intra-op threads {args.threads}, rounds {args.rounds}/{args.group_rounds}, "
           f"load average before {os.getloadavg()[0]:.2f}")
     print("| set | images | engine img/s | bare img/s | engine p50 / p99 ms | bare p50 / p99 ms "
-          "| speed ratio (bare time / engine time) |")
-    print("|---|---|---|---|---|---|---|")
+          "| wall ratio (bare / engine) | CPU ms per image, engine / bare | CPU ratio (bare / engine) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (name, images), rounds in zip(sets.items(), (args.rounds, args.group_rounds), strict=True):
         print(summarise(name, run(engine, bare, images, rounds), len(images)), flush=True)
     print(f"# load average after {os.getloadavg()[0]:.2f}")
