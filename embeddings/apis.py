@@ -11,9 +11,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from embeddings import deletions, selectors, services
 from embeddings import search as search_service
-from embeddings import selectors, services
 from embeddings.image_sources import ImageSourceInput, uploaded_source
+from embeddings.models import DeletionRequest
 from embeddings.statistics import tenant_statistics
 from faceservice.api.errors import ApiError, NotFound
 from faceservice.api.views import TenantAPIView
@@ -173,6 +174,40 @@ class ReceiptOutput(serializers.Serializer):
     deleted_at = serializers.DateTimeField()
 
 
+class DeletionOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=DeletionRequest.Status.choices)
+    status_url = serializers.CharField()
+    requested = serializers.DictField()
+    receipt = ReceiptOutput(allow_null=True, help_text="Present once the deletion has succeeded")
+    created_at = serializers.DateTimeField()
+
+
+def deletion_body(deletion: DeletionRequest) -> dict:
+    done = deletion.status == DeletionRequest.Status.SUCCEEDED
+    return {"id": deletion.id, "status": deletion.status, "status_url": f"/v1/deletions/{deletion.id}",
+            "requested": deletion.requested, "created_at": deletion.created_at,
+            "receipt": deletions.receipt_of(deletion) if done else None}
+
+
+def queued_deletion(view, requested: dict) -> Response:
+    deletion = deletions.request_deletion(tenant_id=view.tenant_id, requested=requested, actor=view.actor())
+    return Response(DeletionOutput(deletion_body(deletion)).data, status=202)
+
+
+class DeletionApi(TenantAPIView):
+    """A large deletion's progress, and its receipt once done."""
+
+    allowed_roles = ("admin", "auditor")
+
+    @extend_schema(responses={200: DeletionOutput, 404: ERRORS[404]}, summary="A queued deletion and its receipt")
+    def get(self, request, deletion_id):
+        deletion = selectors.deletion_request(tenant_id=self.tenant_id, deletion_id=deletion_id)
+        if deletion is None:
+            raise NotFound("No such deletion.")
+        return Response(DeletionOutput(deletion_body(deletion)).data)
+
+
 class DeleteFacesApi(TenantAPIView):
     """Delete face data by face ids, asset ids or subject ids (the right to erasure)."""
 
@@ -190,11 +225,14 @@ class DeleteFacesApi(TenantAPIView):
                 raise serializers.ValidationError("give exactly one of face_ids, asset_ids, subject_ids")
             return attrs
 
-    @extend_schema(request=DeleteInput, responses={200: ReceiptOutput, **ERRORS},
-                   summary="Delete faces; returns a receipt (idempotent)")
+    @extend_schema(request=DeleteInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},
+                   summary="Delete faces; a receipt (200), or a deletion to poll when large (202)")
     def post(self, request):
         data = self.DeleteInput(data=request.data)
         data.is_valid(raise_exception=True)
+        requested = {k: [str(v) for v in values] for k, values in data.validated_data.items() if values}
+        if deletions.count_matching(tenant_id=self.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
+            return queued_deletion(self, requested)
         receipt = services.delete_faces(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
         return Response(ReceiptOutput(receipt).data)
 
@@ -208,13 +246,16 @@ class PurgeFacesApi(TenantAPIView):
     class PurgeInput(serializers.Serializer):
         confirm = serializers.CharField(help_text='Must be exactly "delete all face data"')
 
-    @extend_schema(request=PurgeInput, responses={200: ReceiptOutput, **ERRORS},
+    @extend_schema(request=PurgeInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},
                    summary="Purge every face of the tenant and shred its keys")
     def post(self, request):
         data = self.PurgeInput(data=request.data)
         data.is_valid(raise_exception=True)
         if data.validated_data["confirm"] != self.CONFIRMATION:
             raise ApiError(f'Set "confirm" to "{self.CONFIRMATION}" to purge.', code="confirmation_required")
+        requested = {"purge": True}
+        if deletions.count_matching(tenant_id=self.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
+            return queued_deletion(self, requested)
         receipt = services.purge_tenant_face_data(tenant_id=self.tenant_id, actor=self.actor())
         return Response(ReceiptOutput(receipt).data)
 

@@ -211,3 +211,33 @@ class InlineImage(models.Model):
 
     class Meta:
         db_table = "embeddings_inlineimage"
+
+
+# --- Large deletions ----------------------------------------------------------------
+
+
+class DeletionRequest(models.Model):
+    """A deletion too large for one request: run by a worker in batches, then receipted.
+
+    The receipt (counts, time, receipt id) is written here and in the audit
+    log when the last batch is gone; until then `status` says how far it is.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    requested = models.JSONField(help_text="{face_ids | asset_ids | subject_ids: [...]} or {purge: true}")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    faces_deleted = models.PositiveIntegerField(default=0)
+    assets_deleted = models.PositiveIntegerField(default=0)
+    keys_destroyed = models.PositiveIntegerField(default=0)
+    receipt_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "embeddings_deletionrequest"

@@ -203,3 +203,10 @@ def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict | None:
             "assets_deleted": event.details.get("assets_deleted", 0),
             "keys_destroyed": event.details.get("keys_destroyed", 0),
             "deleted_at": event.occurred_at}
+
+
+def deletion_request(*, tenant_id: UUID | str, deletion_id: UUID):
+    from embeddings.models import DeletionRequest
+
+    with tenant_context(tenant_id):
+        return DeletionRequest.objects.filter(tenant_id=tenant_id, id=deletion_id).first()

@@ -169,8 +169,19 @@ def delete_faces(*, tenant_id: UUID | str, actor: Actor, face_ids: Sequence[UUID
         record_event(tenant_id=tenant_id, actor=actor, action="faces.deleted", target=requested,
                      details={"faces_deleted": len(deleted_ids), "assets_deleted": assets_deleted},
                      receipt_id=receipt_id)
-    return DeletionReceipt(receipt_id=receipt_id, requested=requested, faces_deleted=len(deleted_ids),
-                           assets_deleted=assets_deleted, deleted_at=now, face_ids=deleted_ids)
+        receipt = DeletionReceipt(receipt_id=receipt_id, requested=requested, faces_deleted=len(deleted_ids),
+                                  assets_deleted=assets_deleted, deleted_at=now, face_ids=deleted_ids)
+        _notify(tenant_id, receipt)
+    return receipt
+
+
+def _notify(tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
+    from embeddings.deletions import notify_deleted
+
+    notify_deleted(tenant_id=tenant_id, receipt={
+        "receipt_id": str(receipt.receipt_id), "requested": receipt.requested,
+        "faces_deleted": receipt.faces_deleted, "assets_deleted": receipt.assets_deleted,
+        "keys_destroyed": receipt.keys_destroyed, "deleted_at": receipt.deleted_at.isoformat()})
 
 
 def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionReceipt:
@@ -183,8 +194,10 @@ def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionRe
         record_event(tenant_id=tenant_id, actor=actor, action="faces.purged", target={"tenant_id": str(tenant_id)},
                      details={"faces_deleted": faces_deleted, "assets_deleted": assets_deleted,
                               "keys_destroyed": keys_destroyed}, receipt_id=receipt_id)
-    return DeletionReceipt(receipt_id=receipt_id, requested={"purge": True}, faces_deleted=faces_deleted,
-                           assets_deleted=assets_deleted, deleted_at=now, keys_destroyed=keys_destroyed)
+        receipt = DeletionReceipt(receipt_id=receipt_id, requested={"purge": True}, faces_deleted=faces_deleted,
+                                  assets_deleted=assets_deleted, deleted_at=now, keys_destroyed=keys_destroyed)
+        _notify(tenant_id, receipt)
+    return receipt
 
 
 def purge_expired_faces(*, now: datetime | None = None, actor: Actor | None = None) -> int:

@@ -34,3 +34,10 @@ def sweep_index_jobs() -> dict:
 @shared_task(name="embeddings.purge_expired_faces", ignore_result=True)
 def purge_expired_faces() -> int:
     return services.purge_expired_faces()
+
+
+@shared_task(name="embeddings.run_deletion", ignore_result=True, acks_late=True)
+def run_deletion(tenant_id: str, deletion_id: str) -> int:
+    from embeddings import deletions
+
+    return deletions.run_deletion(tenant_id=tenant_id, deletion_id=deletion_id).faces_deleted

@@ -324,6 +324,8 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
     "task": "tenants.sweep_webhook_deliveries", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS}
 
 CELERY_BEAT_SCHEDULE["keys-resume-rotations"] = {"task": "tenants.resume_key_rotations", "schedule": 15 * 60}
+# Deletions matching more faces than this run in a worker (202 + a deletion id).
+DELETE_SYNC_MAX_FACES = env_int("DELETE_SYNC_MAX_FACES", 10000)
 
 # Last, so that every setting above is checked.
 if PRODUCTION:

@@ -89,6 +89,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/v1/faces/delete", (ADMIN,), "Delete faces by face, asset or subject ids (receipt)"),
     Endpoint("POST", "/v1/faces/purge", (ADMIN,), "Purge all face data and shred the tenant's keys"),
     Endpoint("GET", "/v1/receipts/{receipt_id}", (ADMIN, AUDITOR), "Read a deletion receipt"),
+    Endpoint("GET", "/v1/deletions/{deletion_id}", (ADMIN, AUDITOR), "A large deletion's progress and receipt"),
     Endpoint("GET", "/v1/stats", (ADMIN, AUDITOR), "Tenant statistics (no personal data)"),
     # --- audit/ (add rows here) ---------------------------------------------------------
     Endpoint("GET", "/v1/audit/events", (AUDITOR,), "List audit events (filters, cursor pagination)"),

@@ -1,0 +1,112 @@
+"""Deletions too large for one request: queued, run in batches by a worker, then receipted.
+
+Each batch is its own transaction, so a crash loses at most one batch of work
+and the next run continues (the task is idempotent). The receipt, its audit
+event and the `faces.deleted` webhook come with the last batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from audit.services import Actor, record_event
+from embeddings.models import Asset, DeletionRequest, Face
+from faceservice.tenancy import tenant_context
+from tenants import data_keys
+from tenants.webhooks import FACES_DELETED, emit_event
+
+DELETION_TASK = "embeddings.run_deletion"
+
+
+def matching_faces(tenant_id: UUID | str, requested: dict[str, Any]) -> QuerySet[Face]:
+    faces = Face.objects.filter(tenant_id=tenant_id)
+    if requested.get("purge"):
+        return faces
+    if requested.get("face_ids"):
+        return faces.filter(id__in=requested["face_ids"])
+    if requested.get("asset_ids"):
+        return faces.filter(asset_id__in=requested["asset_ids"])
+    return faces.filter(subject_id__in=requested["subject_ids"])
+
+
+def matching_assets(tenant_id: UUID | str, requested: dict[str, Any]) -> QuerySet[Asset]:
+    assets = Asset.objects.filter(tenant_id=tenant_id)
+    if requested.get("purge"):
+        return assets
+    if requested.get("asset_ids"):
+        return assets.filter(asset_id__in=requested["asset_ids"])
+    if requested.get("subject_ids"):
+        return assets.filter(subject_id__in=requested["subject_ids"])
+    return assets.none()  # deleting single faces keeps their assets
+
+
+def count_matching(*, tenant_id: UUID | str, requested: dict[str, Any]) -> int:
+    with tenant_context(tenant_id):
+        return matching_faces(tenant_id, requested).count()
+
+
+def notify_deleted(*, tenant_id: UUID | str, receipt: dict[str, Any]) -> None:
+    """The faces.deleted webhook: ids and counts only."""
+    emit_event(tenant_id=tenant_id, event_type=FACES_DELETED, payload=receipt)
+
+
+def request_deletion(*, tenant_id: UUID | str, requested: dict[str, Any], actor: Actor) -> DeletionRequest:
+    from embeddings.tasks import run_deletion
+
+    with tenant_context(tenant_id):
+        deletion = DeletionRequest.objects.create(tenant_id=tenant_id, requested=requested)
+        record_event(tenant_id=tenant_id, actor=actor, action="faces.deletion_requested", target=requested,
+                     details={"deletion_id": str(deletion.id)}, receipt_id=deletion.receipt_id)
+        transaction.on_commit(lambda: run_deletion.delay(str(tenant_id), str(deletion.id)))
+    return deletion
+
+
+def _delete_one_batch(deletion: DeletionRequest, batch_size: int) -> int:
+    with tenant_context(deletion.tenant_id):
+        ids = list(matching_faces(deletion.tenant_id, deletion.requested).values_list("id", flat=True)[:batch_size])
+        deleted, _ = Face.objects.filter(tenant_id=deletion.tenant_id, id__in=ids).delete()
+        DeletionRequest.objects.filter(pk=deletion.pk).update(
+            status=DeletionRequest.Status.RUNNING, faces_deleted=deletion.faces_deleted + deleted)
+        deletion.faces_deleted += deleted
+    return deleted
+
+
+def _finish(deletion: DeletionRequest, actor: Actor) -> None:
+    tenant_id = deletion.tenant_id
+    with tenant_context(tenant_id):
+        deletion.assets_deleted, _ = matching_assets(tenant_id, deletion.requested).delete()
+        if deletion.requested.get("purge"):
+            deletion.keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
+        deletion.status, deletion.finished_at = DeletionRequest.Status.SUCCEEDED, timezone.now()
+        deletion.save()
+        receipt = receipt_of(deletion)
+        action = "faces.purged" if deletion.requested.get("purge") else "faces.deleted"
+        record_event(tenant_id=tenant_id, actor=actor, action=action, target=deletion.requested,
+                     details={k: receipt[k] for k in ("faces_deleted", "assets_deleted", "keys_destroyed")},
+                     receipt_id=deletion.receipt_id)
+        notify_deleted(tenant_id=tenant_id, receipt=receipt)
+
+
+def run_deletion(*, tenant_id: UUID | str, deletion_id: UUID | str, batch_size: int = 5000) -> DeletionRequest:
+    """Delete in batches until nothing matches, then write the receipt. Idempotent."""
+    actor = Actor.system("deletion-worker")
+    with tenant_context(tenant_id):
+        deletion = DeletionRequest.objects.get(tenant_id=tenant_id, id=deletion_id)
+    if deletion.status == DeletionRequest.Status.SUCCEEDED:
+        return deletion
+    while _delete_one_batch(deletion, batch_size):
+        pass
+    _finish(deletion, actor)
+    return deletion
+
+
+def receipt_of(deletion: DeletionRequest) -> dict[str, Any]:
+    return {"receipt_id": str(deletion.receipt_id), "requested": deletion.requested,
+            "faces_deleted": deletion.faces_deleted, "assets_deleted": deletion.assets_deleted,
+            "keys_destroyed": deletion.keys_destroyed,
+            "deleted_at": deletion.finished_at.isoformat() if deletion.finished_at else None}
