@@ -37,7 +37,8 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +46,6 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from audit.services import Actor, record_event
@@ -54,7 +54,7 @@ from embeddings.engine import AnalyzeOptions
 from embeddings.image_sources import ImageSource
 from embeddings.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.services import replace_asset_faces
-from faceservice.tenancy import platform_scope, tenant_context
+from faceservice.tenancy import platform_scope, set_tenant_for_transaction, tenant_context
 from tenants import data_keys, webhooks
 from tenants.models import Tenant
 
@@ -156,6 +156,23 @@ def request_fingerprint(*, tenant_id: UUID | str, body: Any) -> str:
     key = hashlib.sha256(b"faceservice/idempotency/v1|" + settings.SECRET_KEY.encode()).digest()
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hmac.new(key, f"{tenant_id}|{canonical}".encode(), hashlib.sha256).hexdigest()
+
+
+@contextmanager
+def _bound(tenant_id: UUID | str) -> Iterator[None]:
+    """A transaction bound to the tenant (row-level security), cheaply.
+
+    Outermost (a worker's task): BEGIN + one set_config, and the binding ends
+    with the transaction. Nested: tenant_context, which restores the outer
+    binding. This is the workers' hot path, where round trips add up.
+    """
+    if connection.in_atomic_block:
+        with tenant_context(tenant_id):
+            yield
+        return
+    with transaction.atomic():
+        set_tenant_for_transaction(tenant_id)
+        yield
 
 
 def _advisory_lock(name: str) -> None:
@@ -275,7 +292,7 @@ def dispatch_tenant(*, tenant_id: UUID | str, now: datetime | None = None) -> li
     slot at a time alternates between the tenant's jobs.
     """
     now = now or timezone.now()
-    with tenant_context(tenant_id):
+    with _bound(tenant_id):
         _advisory_lock(f"index-dispatch:{tenant_id}")
         if not Tenant.objects.filter(id=tenant_id, status=Tenant.Status.ACTIVE).exists():
             return []  # a suspended tenant's jobs wait
@@ -318,7 +335,7 @@ def claim_asset(*, tenant_id: UUID | str, job_asset_id: UUID | str) -> Claim | N
     lease (its worker died). Anything else means a duplicate or late message.
     """
     now = timezone.now()
-    with tenant_context(tenant_id):
+    with _bound(tenant_id):
         row = (IndexJobAsset.objects.select_for_update(of=("self",)).select_related("job")
                .filter(tenant_id=tenant_id, id=job_asset_id).first())
         if row is None or not _claimable(row, now):
@@ -331,8 +348,9 @@ def claim_asset(*, tenant_id: UUID | str, job_asset_id: UUID | str) -> Claim | N
         row.lease_expires_at = now + timedelta(seconds=settings.INDEX_ASSET_LEASE_SECONDS)
         row.started_at = row.started_at or now
         row.save(update_fields=["state", "attempts", "lease_expires_at", "started_at"])
-        IndexJob.objects.filter(id=row.job_id, state=Job.QUEUED).update(state=Job.RUNNING, started_at=now)
         job = row.job
+        if job.state == Job.QUEUED:
+            IndexJob.objects.filter(id=job.id, state=Job.QUEUED).update(state=Job.RUNNING, started_at=now)
         queued_since = row.dispatched_at or job.created_at
         return Claim(tenant_id=str(tenant_id), job_id=str(job.id), job_asset_id=str(row.id),
                      attempt=row.attempts, asset_id=row.asset_id, subject_id=row.subject_id,
@@ -368,7 +386,7 @@ def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any
                    timings: dict[str, float]) -> str:
     """Write the asset's faces and mark it succeeded, in one transaction. 'stale' if we lost it."""
     now = timezone.now()
-    with transaction.atomic(), tenant_context(claim.tenant_id):
+    with _bound(claim.tenant_id):
         row = _held(claim.tenant_id, claim)
         if row is None:
             return "stale"
@@ -393,7 +411,7 @@ def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any
 def fail_asset(*, claim: Claim, failure: Failure) -> str:
     """Fail the asset for good (a permanent error, or retries exhausted)."""
     now = timezone.now()
-    with transaction.atomic(), tenant_context(claim.tenant_id):
+    with _bound(claim.tenant_id):
         row = _held(claim.tenant_id, claim)
         if row is None:
             return "stale"
@@ -408,7 +426,7 @@ def retry_asset(*, claim: Claim, failure: Failure) -> str:
         return fail_asset(claim=claim, failure=failure)
     now = timezone.now()
     delay = retry_delay(claim.attempt)
-    with transaction.atomic(), tenant_context(claim.tenant_id):
+    with _bound(claim.tenant_id):
         row = _held(claim.tenant_id, claim)
         if row is None:
             return "stale"
@@ -462,12 +480,25 @@ def _finish_failed(row: IndexJobAsset, failure: Failure, now: datetime) -> None:
     _count(row.job_id, now, assets_failed=1)
 
 
+_COUNTERS = ("assets_done", "assets_failed", "assets_cancelled", "faces_indexed", "faces_left_out")
+
+
 def _count(job_id: UUID, now: datetime, **increments: int) -> None:
-    """Add to the job's counters; the update that finishes the last asset finishes the job."""
-    IndexJob.objects.filter(id=job_id).update(**{name: F(name) + n for name, n in increments.items()})
-    job = IndexJob.objects.select_for_update().get(id=job_id)
-    if not job.is_finished and job.assets_finished >= job.assets_total:
-        _finish_job(job, now)
+    """Add to the job's counters; the update that finishes the last asset finishes the job.
+
+    One UPDATE ... RETURNING: it takes the job row's lock, so exactly one
+    caller sees the last asset finished.
+    """
+    if not set(increments) <= set(_COUNTERS):
+        raise ValueError(f"unknown counters: {sorted(set(increments) - set(_COUNTERS))}")
+    assignments = ", ".join(f"{name} = {name} + %s" for name in increments)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE embeddings_indexjob SET {assignments} WHERE id = %s "  # noqa: S608 - fixed names
+                       "RETURNING state, assets_done + assets_failed + assets_cancelled, assets_total",
+                       [*increments.values(), job_id])
+        state, finished, total = cursor.fetchone()
+    if state not in IndexJob.TERMINAL_STATES and finished >= total:
+        _finish_job(IndexJob.objects.get(id=job_id), now)
 
 
 def _finish_job(job: IndexJob, now: datetime) -> None:

@@ -1,0 +1,221 @@
+"""Indexing throughput end to end (API -> Celery workers -> PostgreSQL) against the bare engine.
+
+    .venv/bin/python bench/bench_indexing.py [--photos 240] [--workers 1,2] [--source url|inline]
+                                             [--threads 1] [--json out.json]
+
+What it does (see docs/BENCHMARKS.md, "Indexing"):
+1. Starts the real service (bench/search_stack.py): throw-away PostgreSQL +
+   Valkey, migrations, a tenant and an API key, gunicorn for the API.
+2. Picks --photos LFW dev-train photos (one per person, file order) and
+   serves them from a local HTTP server (--source url) or sends them inline
+   (--source inline: sealed with the tenant's key in the web process).
+3. Bare engine, in this process: decode_image + analyze of every photo with
+   the workers' exact configuration (engine_config(), FACE_MODEL_THREADS
+   threads): images/s and faces/s of ONE process doing nothing else.
+4. For each N in --workers: starts `celery -A faceservice worker
+   --concurrency N` (N prefork processes, each loading the models once),
+   indexes a small warm-up job, then times one job of all photos from the
+   POST /v1/index-jobs to the job's `succeeded` (polled in PostgreSQL every
+   50 ms): images/s, faces/s, and per worker process the ratio to the bare
+   engine. Also the mean per-asset stage times the workers recorded.
+5. Runs the bare engine again at the end (a shared machine drifts) and uses
+   the mean of both bare runs.
+
+The goal is a ratio of at least 0.9: the job machinery (claim, fetch, seal,
+encrypt, one transaction with the audit event, dispatch) costs at most a
+tenth of the model's own time. On N > cores the ratio per process must fall:
+read N up to the number of cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.search_stack import PROJECT_DIR, ServiceStack, lfw_people, log
+
+
+def pick_photos(count: int) -> list[Path]:
+    people = lfw_people()
+    photos = [paths[0] for _, paths in sorted(people.items())]
+    return photos[:count]
+
+
+class ImageServer:
+    """The photos over HTTP on 127.0.0.1, as a tenant's image store would serve them."""
+
+    def __init__(self, photos: dict[str, bytes]):
+        self.photos = photos
+
+    def __enter__(self) -> ImageServer:
+        photos = self.photos
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = photos.get(self.path.lstrip("/"))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/{name}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def bare_engine(stack: ServiceStack, photos: dict[str, bytes]) -> dict:
+    from embeddings.engine import decode_image
+    from embeddings.image_sources import image_limits
+    from embeddings.job_services import JobOptions
+
+    engine, options = stack.engine(), JobOptions().analyze_options()
+    for data in list(photos.values())[:5]:  # warm up
+        engine.analyze(decode_image(data, image_limits()), options)
+    faces, started = 0, time.perf_counter()
+    for data in photos.values():
+        faces += len(engine.analyze(decode_image(data, image_limits()), options).faces)
+    elapsed = time.perf_counter() - started
+    return {"images": len(photos), "faces": faces, "seconds": elapsed,
+            "images_per_s": len(photos) / elapsed, "faces_per_s": faces / elapsed}
+
+
+class Workers:
+    def __init__(self, stack: ServiceStack, concurrency: int):
+        self.args = [sys.executable, "-m", "celery", "-A", "faceservice", "worker", "--loglevel", "WARNING",
+                     "--pool", "prefork", "--concurrency", str(concurrency), "-n", f"bench{concurrency}@%h",
+                     "--without-gossip", "--without-mingle"]
+        self.env, self.log = stack.env, stack.run_dir / f"worker-{concurrency}.log"
+
+    def __enter__(self) -> Workers:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(self.args, env=self.env, cwd=PROJECT_DIR, stdout=out, stderr=out,
+                                            start_new_session=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def job_assets(names: list[str], server: ImageServer | None, photos: dict[str, bytes], run: str) -> list[dict]:
+    if server is not None:
+        return [{"asset_id": f"{run}/{name}", "image": {"url": server.url(name)}} for name in names]
+    return [{"asset_id": f"{run}/{name}", "image": {"base64": base64.b64encode(photos[name]).decode()}}
+            for name in names]
+
+
+def run_job(stack: ServiceStack, assets: list[dict], timeout: float = 1800) -> tuple[str, float]:
+    from embeddings.models import IndexJob
+    from faceservice.tenancy import tenant_context
+
+    started = time.perf_counter()
+    response = stack.client.post("/v1/index-jobs", json={"assets": assets})
+    if response.status_code != 202:
+        raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
+    job_id = response.json()["id"]
+    while time.perf_counter() - started < timeout:
+        with tenant_context(stack.tenant_id):
+            state = IndexJob.objects.values_list("state", flat=True).get(id=job_id)
+        if state in IndexJob.TERMINAL_STATES:
+            if state != "succeeded":
+                raise RuntimeError(f"job {job_id} ended {state}")
+            return job_id, time.perf_counter() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"job {job_id} did not finish in {timeout:.0f}s")
+
+
+def stage_means(stack: ServiceStack, job_id: str) -> dict:
+    from embeddings.models import IndexJobAsset
+    from faceservice.tenancy import tenant_context
+
+    with tenant_context(stack.tenant_id):
+        timings = list(IndexJobAsset.objects.filter(job_id=job_id).values_list("timings", flat=True))
+    keys = sorted({key for t in timings for key in t})
+    return {key: round(sum(t.get(key, 0) for t in timings) / len(timings), 1) for key in keys}
+
+
+def service(stack: ServiceStack, concurrency: int, photos: dict[str, bytes], server: ImageServer | None) -> dict:
+    from embeddings.models import IndexJob
+    from faceservice.tenancy import tenant_context
+
+    names = list(photos)
+    stack.new_tenant()
+    with Workers(stack, concurrency):
+        log(f"{concurrency} worker process(es): warm-up job")
+        run_job(stack, job_assets(names[:4 * concurrency], server, photos, "warm"), timeout=300)
+        log(f"{concurrency} worker process(es): timed job of {len(names)} photos")
+        job_id, elapsed = run_job(stack, job_assets(names, server, photos, "timed"))
+    with tenant_context(stack.tenant_id):
+        faces = IndexJob.objects.get(id=job_id).faces_indexed
+    return {"workers": concurrency, "images": len(names), "faces": faces, "seconds": elapsed,
+            "images_per_s": len(names) / elapsed, "faces_per_s": faces / elapsed,
+            "stage_means_ms": stage_means(stack, job_id)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=240)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts")
+    parser.add_argument("--source", choices=("url", "inline"), default="url")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per process (both sides)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    env = {"FETCH_ALLOWED_NETWORKS": "127.0.0.0/8", "FACE_MODEL_THREADS": str(args.threads),
+           "INDEX_MAX_INFLIGHT_PER_TENANT": "16", "LOG_LEVEL": "WARNING"}
+    os.environ.update(env)
+    paths = pick_photos(args.photos)
+    photos = {f"{p.parent.name}-{p.name}": p.read_bytes() for p in paths}
+    results: dict = {"photos": len(photos), "source": args.source, "threads": args.threads, "service": []}
+    with ServiceStack(extra_env=env, web_workers=1, web_log=False) as stack, ImageServer(photos) as server:
+        log("bare engine")
+        bare = [bare_engine(stack, photos)]
+        for concurrency in (int(n) for n in args.workers.split(",")):
+            result = service(stack, concurrency, photos, server if args.source == "url" else None)
+            results["service"].append(result)
+        log("bare engine again")
+        bare.append(bare_engine(stack, photos))
+    bare_rate = sum(b["images_per_s"] for b in bare) / len(bare)
+    results["bare"] = {"runs": bare, "images_per_s": bare_rate,
+                       "faces_per_s": sum(b["faces_per_s"] for b in bare) / len(bare)}
+    print(f"\nbare engine, 1 process, {args.threads} thread(s): {bare_rate:.2f} images/s, "
+          f"{results['bare']['faces_per_s']:.2f} faces/s  (runs: "
+          + ", ".join(f"{b['images_per_s']:.2f}" for b in bare) + ")")
+    print(f"{'workers':>7} {'images/s':>9} {'faces/s':>8} {'per process':>11} {'ratio':>6}  stage means (ms)")
+    for r in results["service"]:
+        per_process = r["images_per_s"] / r["workers"]
+        r["ratio_per_process"] = per_process / bare_rate
+        print(f"{r['workers']:>7} {r['images_per_s']:>9.2f} {r['faces_per_s']:>8.2f} {per_process:>11.2f} "
+              f"{r['ratio_per_process']:>6.2f}  {r['stage_means_ms']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
