@@ -292,7 +292,7 @@ WEBHOOK_READ_TIMEOUT_SECONDS = float(env("WEBHOOK_READ_TIMEOUT_SECONDS", "5"))
 WEBHOOK_TOTAL_TIMEOUT_SECONDS = float(env("WEBHOOK_TOTAL_TIMEOUT_SECONDS", "10"))
 WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 256 * 1024)
 # Backoff after the n-th failure: BASE * FACTOR^(n-1), capped, ±20 % jitter.
-# Defaults: 5 s, 30 s, 3 min, 18 min, 1.8 h, then 8 h: 10 attempts over ~26 h.
+# Defaults: 5 s, 30 s, 3 min, 18 min, 1.8 h, then 8 h: 10 attempts over ~34 h.
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 10)
 WEBHOOK_RETRY_BASE_SECONDS = float(env("WEBHOOK_RETRY_BASE_SECONDS", "5"))
 WEBHOOK_RETRY_FACTOR = float(env("WEBHOOK_RETRY_FACTOR", "6"))
