@@ -190,9 +190,12 @@ def deletion_body(deletion: DeletionRequest) -> dict:
             "receipt": deletions.receipt_of(deletion) if done else None}
 
 
-def queued_deletion(view, requested: dict) -> Response:
-    deletion = deletions.request_deletion(tenant_id=view.tenant_id, requested=requested, actor=view.actor())
-    return Response(DeletionOutput(deletion_body(deletion)).data, status=202)
+def delete_now_or_queue(view, requested: dict, delete_now) -> Response:
+    """A receipt now (200), or, past DELETE_SYNC_MAX_FACES, a deletion for a worker (202)."""
+    if deletions.count_matching(tenant_id=view.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
+        deletion = deletions.request_deletion(tenant_id=view.tenant_id, requested=requested, actor=view.actor())
+        return Response(DeletionOutput(deletion_body(deletion)).data, status=202)
+    return Response(ReceiptOutput(delete_now()).data)
 
 
 class DeletionApi(TenantAPIView):
@@ -231,10 +234,8 @@ class DeleteFacesApi(TenantAPIView):
         data = self.DeleteInput(data=request.data)
         data.is_valid(raise_exception=True)
         requested = {k: [str(v) for v in values] for k, values in data.validated_data.items() if values}
-        if deletions.count_matching(tenant_id=self.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
-            return queued_deletion(self, requested)
-        receipt = services.delete_faces(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
-        return Response(ReceiptOutput(receipt).data)
+        return delete_now_or_queue(self, requested, lambda: services.delete_faces(
+            tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data))
 
 
 class PurgeFacesApi(TenantAPIView):
@@ -253,11 +254,8 @@ class PurgeFacesApi(TenantAPIView):
         data.is_valid(raise_exception=True)
         if data.validated_data["confirm"] != self.CONFIRMATION:
             raise ApiError(f'Set "confirm" to "{self.CONFIRMATION}" to purge.', code="confirmation_required")
-        requested = {"purge": True}
-        if deletions.count_matching(tenant_id=self.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
-            return queued_deletion(self, requested)
-        receipt = services.purge_tenant_face_data(tenant_id=self.tenant_id, actor=self.actor())
-        return Response(ReceiptOutput(receipt).data)
+        return delete_now_or_queue(self, {"purge": True}, lambda: services.purge_tenant_face_data(
+            tenant_id=self.tenant_id, actor=self.actor()))
 
 
 class ReceiptApi(TenantAPIView):
