@@ -56,7 +56,6 @@ from embeddings.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.services import replace_asset_faces
 from faceservice.tenancy import platform_scope, set_tenant_for_transaction, tenant_context
 from tenants import data_keys, webhooks
-from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -267,20 +266,43 @@ def _publish_after_commit(tenant_id: UUID | str, ids: Sequence[UUID | str], coun
         transaction.on_commit(lambda i=job_asset_id: _publish(tenant_id, i, countdown), robust=True)
 
 
-_ROUND_ROBIN_SQL = """
-SELECT p.id, j.id FROM (
-    SELECT id, created_at, last_dispatched_at FROM embeddings_indexjob
-    WHERE tenant_id = %(tenant)s AND state IN ('queued', 'running')
-    ORDER BY created_at, id LIMIT %(jobs)s
-) j
-CROSS JOIN LATERAL (
-    SELECT a.id, row_number() OVER (ORDER BY a.position) AS turn
-    FROM embeddings_indexjobasset a
-    WHERE a.job_id = j.id AND a.state = 'pending'
-    ORDER BY a.position LIMIT %(free)s
-) p
-ORDER BY p.turn, j.last_dispatched_at ASC NULLS FIRST, j.created_at, j.id
-LIMIT %(free)s
+# One statement (one round trip): the tenant's free slots, the next pending
+# asset of each active job in turn (the least recently served job first),
+# marked queued, and the jobs' last_dispatched_at moved. Runs under the
+# tenant's advisory lock.
+_DISPATCH_SQL = """
+WITH free AS (
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM tenants_tenant WHERE id = %(tenant)s AND status = 'active')
+           THEN GREATEST(%(limit)s - (SELECT count(*) FROM embeddings_indexjobasset
+                                      WHERE tenant_id = %(tenant)s
+                                        AND state IN ('queued', 'processing', 'retry_wait')), 0)
+           ELSE 0 END AS n
+),
+picked AS (
+    SELECT p.id AS asset_id, j.id AS job_id,
+           row_number() OVER (ORDER BY p.turn, j.last_dispatched_at ASC NULLS FIRST, j.created_at, j.id) AS ord
+    FROM (
+        SELECT id, created_at, last_dispatched_at FROM embeddings_indexjob
+        WHERE tenant_id = %(tenant)s AND state IN ('queued', 'running')
+        ORDER BY created_at, id LIMIT %(jobs)s
+    ) j
+    CROSS JOIN LATERAL (
+        SELECT a.id, row_number() OVER (ORDER BY a.position) AS turn
+        FROM embeddings_indexjobasset a
+        WHERE a.job_id = j.id AND a.state = 'pending'
+        ORDER BY a.position LIMIT (SELECT n FROM free)
+    ) p
+    ORDER BY ord LIMIT (SELECT n FROM free)
+),
+queued AS (
+    UPDATE embeddings_indexjobasset a SET state = 'queued', dispatched_at = %(now)s
+    FROM picked WHERE a.id = picked.asset_id AND a.state = 'pending'
+    RETURNING a.id, picked.job_id, picked.ord
+),
+served AS (
+    UPDATE embeddings_indexjob SET last_dispatched_at = %(now)s WHERE id IN (SELECT job_id FROM queued)
+)
+SELECT id FROM queued ORDER BY ord
 """
 
 
@@ -289,31 +311,16 @@ def dispatch_tenant(*, tenant_id: UUID | str, now: datetime | None = None) -> li
 
     Turns: each job's first pending asset, then each job's second, ...; among
     equal turns the job served least recently goes first, so even one free
-    slot at a time alternates between the tenant's jobs.
+    slot at a time alternates between the tenant's jobs. A suspended tenant's
+    jobs wait.
     """
     now = now or timezone.now()
-    with _bound(tenant_id):
+    with _bound(tenant_id), connection.cursor() as cursor:
         _advisory_lock(f"index-dispatch:{tenant_id}")
-        if not Tenant.objects.filter(id=tenant_id, status=Tenant.Status.ACTIVE).exists():
-            return []  # a suspended tenant's jobs wait
-        busy = IndexJobAsset.objects.filter(tenant_id=tenant_id, state__in=IndexJobAsset.IN_FLIGHT_STATES).count()
-        free = settings.INDEX_MAX_INFLIGHT_PER_TENANT - busy
-        if free <= 0:
-            return []
-        with connection.cursor() as cursor:
-            cursor.execute(_ROUND_ROBIN_SQL, {"tenant": str(tenant_id), "jobs": MAX_JOBS_PER_DISPATCH,
-                                              "free": free})
-            picked = cursor.fetchall()
-            if not picked:
-                return []
-            chosen = [asset for asset, _ in picked]
-            cursor.execute("UPDATE embeddings_indexjobasset SET state = 'queued', dispatched_at = %s "
-                           "WHERE id = ANY(%s) AND state = 'pending' RETURNING id", [now, chosen])
-            queued = [row[0] for row in cursor.fetchall()]
-            cursor.execute("UPDATE embeddings_indexjob SET last_dispatched_at = %s WHERE id = ANY(%s)",
-                           [now, list({job for _, job in picked})])
-        queued.sort(key=chosen.index)  # keep the round-robin order in the broker
-    _publish_after_commit(tenant_id, queued)
+        cursor.execute(_DISPATCH_SQL, {"tenant": str(tenant_id), "limit": settings.INDEX_MAX_INFLIGHT_PER_TENANT,
+                                       "jobs": MAX_JOBS_PER_DISPATCH, "now": now})
+        queued = [row[0] for row in cursor.fetchall()]
+    _publish_after_commit(tenant_id, queued)  # in round-robin order
     return queued
 
 

@@ -330,3 +330,9 @@ DELETE_SYNC_MAX_FACES = env_int("DELETE_SYNC_MAX_FACES", 10000)
 # Last, so that every setting above is checked.
 if PRODUCTION:
     check_production_settings(globals())
+# OpenAPI: several models have a `state` field with different choices; name each enum.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "IndexJobStateEnum": "embeddings.models.IndexJob.State",
+    "IndexJobAssetStateEnum": "embeddings.models.IndexJobAsset.State",
+    "WebhookDeliveryStateEnum": "tenants.models.WebhookDelivery.State",
+})
