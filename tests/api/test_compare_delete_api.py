@@ -91,6 +91,10 @@ def test_delete_by_subject_leaves_no_trace(committed_db, make_tenant, make_key):
     # Search no longer finds the person; the receipt stays readable; deleting again is zero.
     body = client.post("/v1/search", {"image": b64(PROBES / "obama1.jpg")}, format="json").json()
     assert all(m["subject_id"] != "obama" for m in body["faces"][0]["matches"])
+    listed = client.get("/v1/faces", {"subject_id": "obama"}).json()
+    assert listed["results"] == []
+    everyone = str(client.get("/v1/faces", {"limit": 500}).json())
+    assert all(str(face_id) not in everyone for face_id in face_ids["obama"])
     again = client.post("/v1/faces/delete", {"subject_ids": ["obama"]}, format="json").json()
     assert again["faces_deleted"] == 0
     read_back = client.get(f"/v1/receipts/{receipt['receipt_id']}")
