@@ -56,9 +56,14 @@ class AnalyzeOptions:
             raise ValueError("min_face_size must be >= 0")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Face:
-    """A kept face. `embedding` is float32, unit length, `dimension` long."""
+    """A kept face. `embedding` is float32, unit length, `dimension` long.
+
+    bbox is (x1, y1, x2, y2) in image pixels as the detector gives it: it may
+    reach slightly past the image edge for faces cut by the border. size is
+    the box's shorter side. landmarks: eyes, nose tip, mouth corners.
+    """
 
     bbox: BBox
     landmarks: tuple[Point, ...]

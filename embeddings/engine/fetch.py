@@ -220,7 +220,7 @@ class _PinnedBackend(httpcore.NetworkBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None, socket_options: Iterable | None = None,
                     ) -> httpcore.NetworkStream:
-        if port != self._target.port:  # one pool per hop: anything else is a bug
+        if host != self._target.host or port != self._target.port:  # one pool per hop
             raise httpcore.ConnectError("unexpected connection target")
         error: Exception | None = None
         for address in self._target.addresses:
