@@ -7,9 +7,12 @@ What it does (see docs/BENCHMARKS.md, "Identification accuracy"):
    Valkey, migrations, a tenant and an API key, gunicorn with one worker.
 2. Runs the engine (same configuration as the server) over every photo once.
 3. Gallery: for each person with two or more photos, the first photo in which a
-   face is found is enrolled (subject = the person) through
-   embeddings.services.replace_asset_faces. Genuine probes: that person's other
-   photos. Impostor probes: the people with exactly one photo (not enrolled).
+   face is found is enrolled (subject = the person) through the index-job API
+   (POST /v1/index-jobs with inline images, options max_faces=1, run by a real
+   Celery worker process), or with --enrol-via store through
+   embeddings.services.replace_asset_faces in this process. Genuine probes:
+   that person's other photos. Impostor probes: the people with exactly one
+   photo (not enrolled).
 4. Every probe is searched through HTTP POST /v1/search (faces=largest,
    top_k=1) with threshold=-1: the closed-set best match (rank-1), whose
    similarity against the service's default threshold (FACE_MATCH_THRESHOLD,
@@ -185,7 +188,7 @@ def at_threshold(answer: Answer, threshold: float) -> Answer:
 
 
 def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: int = 250,
-        verify_every: int = 10) -> dict:
+        verify_every: int = 10, enrol_via: str = "jobs") -> dict:
     from django.conf import settings
 
     from bench.search_stack import SimpleFace
@@ -201,17 +204,26 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
     log(f"{len(split.gallery)} identities to enrol, {len(split.genuine)} genuine probes, "
         f"{len(split.impostors)} impostor probes")
 
-    # Enrolment: the store's indexing path, one asset per enrolled photo.
+    # Enrolment: one asset per enrolled photo, subject = the person.
     started = time.perf_counter()
-    labels, assets = [], []
+    labels, assets, enrolled_faces = [], [], {}
+    if enrol_via == "jobs":
+        # The public API: POST /v1/index-jobs (inline images) run by a Celery worker process.
+        stack.start_worker()
+        rows = stack.enrol_via_jobs([(f"{person}/{path.name}", person, path.read_bytes())
+                                     for person, path in split.gallery.items()], options={"max_faces": 1})
+        enrolled_faces = {asset_id: len(row["faces"]) for asset_id, row in rows.items()}
     for person, path in split.gallery.items():
         bbox, det_score, embedding = analysed[path]
         asset_id = f"{person}/{path.name}"
-        stack.enrol(asset_id=asset_id, subject_id=person, model_id=engine.model_id,
-                    faces=[SimpleFace(bbox, det_score, embedding)])
+        if enrol_via == "store":
+            # The store's write path, as the worker calls it (embeddings.services.replace_asset_faces).
+            stack.enrol(asset_id=asset_id, subject_id=person, model_id=engine.model_id,
+                        faces=[SimpleFace(bbox, det_score, embedding)])
         labels.append(person)
         assets.append(asset_id)
     enrol_s = time.perf_counter() - started
+    job_mismatches = sorted(a for a in assets if enrol_via == "jobs" and enrolled_faces.get(a) != 1)
     gallery = np.stack([analysed[path][2] for path in split.gallery.values()]).astype(np.float32)
 
     # The threshold the service applies when a request names none (FACE_MATCH_THRESHOLD).
@@ -248,7 +260,8 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
         }
     search_s = time.perf_counter() - started
     return {
-        "service_default_threshold": default_threshold,
+        "service_default_threshold": default_threshold, "enrolled_via": enrol_via,
+        "enrolled_assets_without_exactly_one_face": job_mismatches,
         "model_id": engine.model_id, "dimension": engine.dimension,
         "det_size": list(engine.config.det_size), "threshold": threshold,
         "people": len(people), "photos": len(all_photos),
@@ -269,6 +282,9 @@ def _pct(x: float) -> str:
 
 def report(out: dict) -> str:
     lines = [
+        f"enrolled via {out['enrolled_via']}"
+        + (f" (assets not indexed with exactly one face: {out['enrolled_assets_without_exactly_one_face']})"
+           if out["enrolled_via"] == "jobs" else ""),
         f"model {out['model_id']} ({out['dimension']}-d, det {out['det_size'][0]}), "
         f"threshold {out['threshold']}",
         f"photos {out['photos']} of {out['people']} people; no face found in {out['photos_without_face']}",
@@ -327,13 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lfw-dir", type=Path, default=LFW_DIR)
     parser.add_argument("--limit-people", type=int, default=0, help="only the first N people (a quick run)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--enrol-via", choices=["jobs", "store"], default="jobs",
+                        help="jobs: POST /v1/index-jobs + a Celery worker (default); "
+                             "store: embeddings.services.replace_asset_faces in this process")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on `kill` too
     people = lfw_people(args.lfw_dir)
     if args.limit_people:
         people = dict(list(people.items())[: args.limit_people])
     with ServiceStack() as stack:
-        out = run(stack, people)
+        out = run(stack, people, enrol_via=args.enrol_via)
     print(report(out))
     if args.json:
         args.json.write_text(json.dumps(serialisable(out), indent=2))

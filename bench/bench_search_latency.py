@@ -6,8 +6,9 @@
 What it does (see docs/BENCHMARKS.md, "Search latency"):
 1. Starts the real service (bench/search_stack.py): throw-away PostgreSQL +
    Valkey, migrations, a tenant and an API key, gunicorn with one worker.
-2. Fills the tenant: one real face (the first photo with a face) of every LFW
-   dev-train person with two or more photos, then synthetic filler faces
+2. Fills the tenant: one real face (the first photo with a face) of LFW
+   dev-train people with two or more photos, in name order, until their other
+   photos make enough probes (warm-up + searches), then synthetic filler faces
    (random unit vectors of the model's dimension) up to --total-faces, all
    through embeddings.services.replace_asset_faces (1,000 faces per asset
    call: encrypted, projected, one transaction each). Then the model's HNSW
@@ -194,9 +195,12 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     rng = random.Random(seed)
     gallery_ids, gallery_vectors, probe_pool = [], [], []
     started = time.perf_counter()
+    need = warmup + searches
     for person, photos in people.items():
         if len(photos) < 2:
             continue
+        if len(probe_pool) >= need:  # enough probes: the rest of the tenant is filler
+            break
         analysed = [(p, engine.analyze(decode_image(p.read_bytes(), limits), AnalyzeOptions(max_faces=1)).faces)
                     for p in photos]
         with_face = [(p, faces[0]) for p, faces in analysed if faces]
@@ -230,7 +234,6 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     log(f"{len(gallery_ids) + len(filler_ids)} faces in the tenant; strategy {timings.strategy}")
 
     rng.shuffle(probe_pool)
-    need = warmup + searches
     if len(probe_pool) < need:  # a small --max-people run: reuse photos
         probe_pool = (probe_pool * (need // max(1, len(probe_pool)) + 1))[:need]
     warm, probes = probe_pool[:warmup], probe_pool[warmup:need]

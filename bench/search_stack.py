@@ -64,6 +64,7 @@ class ServiceStack:
         self.tenant_id = None
         self._client = None
         self.server_errors: list[str] = []
+        self.workers: list = []
 
     # Life cycle -----------------------------------------------------------------
     def start(self) -> ServiceStack:
@@ -110,7 +111,22 @@ class ServiceStack:
             self.stop()
             raise
 
+    def start_worker(self, concurrency: int = 1) -> None:
+        """A Celery worker process (all queues) for the index-job API."""
+        from faceservice.devservices import Background
+
+        bin_dir = Path(sys.executable).parent
+        args = [str(bin_dir / "celery"), "--workdir", str(PROJECT_DIR), "-A", "faceservice", "worker",
+                "--loglevel", "WARNING", "--concurrency", str(concurrency), "-Q", "celery,index,webhooks",
+                "--without-gossip", "--without-mingle"]
+        worker = Background("worker (celery)", args, env=self.env, log_file=self.run_dir / "worker.log")
+        worker.start()
+        self.workers.append(worker)
+
     def stop(self) -> None:
+        for worker in reversed(self.workers):
+            worker.stop()
+        self.workers = []
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -196,6 +212,37 @@ class ServiceStack:
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def enrol_via_jobs(self, assets: list[tuple[str, str | None, bytes]], *, options: dict | None = None,
+                       batch: int = 100, timeout: float = 7200.0) -> dict[str, dict]:
+        """Index (asset_id, subject_id, image bytes) through POST /v1/index-jobs (inline images) and a
+        Celery worker (start_worker first); {asset_id: per-asset result (state, faces, ...)}."""
+        import base64
+
+        results: dict[str, dict] = {}
+        for start in range(0, len(assets), batch):
+            chunk = assets[start:start + batch]
+            body = {"assets": [{"asset_id": asset_id, "subject_id": subject_id,
+                                "image": {"base64": base64.b64encode(data).decode()}}
+                               for asset_id, subject_id, data in chunk],
+                    "options": options or {}}
+            response = self.client.post("/v1/index-jobs", json=body)
+            if response.status_code != 202:
+                raise RuntimeError(f"index-jobs answered {response.status_code}: {response.text[:300]}")
+            job = response.json()
+            deadline = time.monotonic() + timeout
+            while job["state"] not in ("succeeded", "partially_failed", "failed", "cancelled"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"job {job['id']} did not finish: {job}")
+                time.sleep(0.5)
+                job = self.client.get(job["status_url"]).json()
+            url = f"{job['results_url']}?limit=1000"
+            while url:
+                page = self.client.get(url).json()
+                results.update({row["asset_id"]: row for row in page["results"]})
+                url = page.get("next")
+            log(f"index jobs: {min(start + batch, len(assets))}/{len(assets)} assets ({job['state']})")
+        return results
 
     # Reads: HTTP ---------------------------------------------------------------------
     @property

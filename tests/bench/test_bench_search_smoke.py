@@ -107,7 +107,7 @@ def stack(django_db_setup, django_db_blocker):
 def test_identification_end_to_end(stack, django_db_blocker):
     with django_db_blocker.unblock():
         stack.new_tenant()
-        out = ident.run(stack, tiny_lfw())
+        out = ident.run(stack, tiny_lfw(), enrol_via="store")
     assert out["identities_enrolled"] == 3 and out["impostor_probes"] == 2
     genuine = out["results"]["genuine"]
     assert genuine["service"].probes == out["genuine_probes"] > 0
@@ -141,3 +141,14 @@ def test_latency_hnsw_path(stack, django_db_blocker):
                           warmup=2, max_people=40)
     assert out["strategy"] == "hnsw"
     assert out["rounds"][0]["accuracy"]["same_best_match"] >= 19
+
+
+@pytest.mark.slow
+def test_identification_enrolled_through_index_jobs(stack, django_db_blocker):
+    """The full benchmark's default: enrolment through POST /v1/index-jobs and a Celery worker."""
+    with django_db_blocker.unblock():
+        stack.new_tenant()
+        out = ident.run(stack, tiny_lfw(), enrol_via="jobs")
+    assert out["enrolled_via"] == "jobs" and out["enrolled_assets_without_exactly_one_face"] == []
+    genuine = out["results"]["genuine"]
+    assert genuine["agreement_ranked"]["same_top_face"] == genuine["agreement_ranked"]["compared"]
