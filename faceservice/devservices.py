@@ -327,8 +327,11 @@ def run_service() -> int:
             Background("web", [str(bin_dir / "gunicorn"), "faceservice.wsgi", "--bind",
                                f"127.0.0.1:{port}", "--workers", "2", "--access-logfile", "-"],
                        port=int(port), env=env),
+            # Two worker processes on a small machine: one onnxruntime thread each
+            # beats two processes fighting over every core (docs/BENCHMARKS.md).
             Background("worker", [str(bin_dir / "celery"), "-A", "faceservice", "worker",
-                                  "--loglevel", "INFO", "--concurrency", "2"], env=env),
+                                  "--loglevel", "INFO", "--concurrency", "2"],
+                       env={"FACE_MODEL_THREADS": "1", **env}),
             Background("beat", [str(bin_dir / "celery"), "-A", "faceservice", "beat",
                                 "--loglevel", "INFO", "--schedule",
                                 str(run_dir / "celerybeat-schedule")], env=env),
