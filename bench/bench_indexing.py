@@ -51,6 +51,40 @@ def pick_photos(count: int) -> list[Path]:
     return photos[:count]
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats() -> list[tuple[int, int, int, float]]:
+    """(pid, ppid, pgrp, cpu seconds incl. reaped children) of every process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        found.append((int(entry.name), int(fields[1]), int(fields[2]), ticks / CLOCK_TICKS))
+    return found
+
+
+def cpu_seconds(stack: ServiceStack, workers_pgid: int) -> dict[str, float]:
+    """CPU used so far by the worker processes, the web server, PostgreSQL and Valkey.
+
+    CPU, unlike wall time, does not depend on what else runs on a shared machine.
+    """
+    postmaster = int((stack.run_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
+    valkey = next(b.process.pid for b in stack.services.background if b.name == "Valkey")
+    stats = _proc_stats()
+    return {
+        "workers": sum(cpu for _, _, group, cpu in stats if group == workers_pgid),
+        "web": sum(cpu for _, _, group, cpu in stats if group == stack.web.process.pid),
+        "database": sum(cpu for pid, parent, _, cpu in stats if postmaster in (pid, parent)),
+        "redis": sum(cpu for pid, _, _, cpu in stats if pid == valkey),
+    }
+
+
 class ImageServer:
     """The photos over HTTP on 127.0.0.1, as a tenant's image store would serve them."""
 
@@ -92,11 +126,11 @@ def bare_engine(stack: ServiceStack, photos: dict[str, bytes]) -> dict:
     engine, options = stack.engine(), JobOptions().analyze_options()
     for data in list(photos.values())[:5]:  # warm up
         engine.analyze(decode_image(data, image_limits()), options)
-    faces, started = 0, time.perf_counter()
+    faces, started, cpu_started = 0, time.perf_counter(), time.process_time()
     for data in photos.values():
         faces += len(engine.analyze(decode_image(data, image_limits()), options).faces)
-    elapsed = time.perf_counter() - started
-    return {"images": len(photos), "faces": faces, "seconds": elapsed,
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"images": len(photos), "faces": faces, "seconds": elapsed, "cpu_ms_per_image": cpu * 1000 / len(photos),
             "images_per_s": len(photos) / elapsed, "faces_per_s": faces / elapsed}
 
 
@@ -107,7 +141,7 @@ class Workers:
                      "--without-gossip", "--without-mingle"]
         self.env, self.log = stack.env, stack.run_dir / f"worker-{concurrency}.log"
 
-    def __enter__(self) -> Workers:
+    def __enter__(self) -> Workers:  # the workers are the process group led by self.process
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(self.args, env=self.env, cwd=PROJECT_DIR, stdout=out, stderr=out,
                                             start_new_session=True)
@@ -166,16 +200,19 @@ def service(stack: ServiceStack, concurrency: int, photos: dict[str, bytes], ser
 
     names = list(photos)
     stack.new_tenant()
-    with Workers(stack, concurrency):
+    with Workers(stack, concurrency) as workers:
         log(f"{concurrency} worker process(es): warm-up job")
         run_job(stack, job_assets(names[:4 * concurrency], server, photos, "warm"), timeout=300)
         log(f"{concurrency} worker process(es): timed job of {len(names)} photos")
+        before = cpu_seconds(stack, workers.process.pid)
         job_id, elapsed = run_job(stack, job_assets(names, server, photos, "timed"))
+        after = cpu_seconds(stack, workers.process.pid)
     with tenant_context(stack.tenant_id):
         faces = IndexJob.objects.get(id=job_id).faces_indexed
+    cpu = {part: round((after[part] - before[part]) * 1000 / len(names), 1) for part in after}
     return {"workers": concurrency, "images": len(names), "faces": faces, "seconds": elapsed,
             "images_per_s": len(names) / elapsed, "faces_per_s": faces / elapsed,
-            "stage_means_ms": stage_means(stack, job_id)}
+            "cpu_ms_per_image": cpu, "stage_means_ms": stage_means(stack, job_id)}
 
 
 def main() -> None:
@@ -202,17 +239,24 @@ def main() -> None:
         log("bare engine again")
         bare.append(bare_engine(stack, photos))
     bare_rate = sum(b["images_per_s"] for b in bare) / len(bare)
-    results["bare"] = {"runs": bare, "images_per_s": bare_rate,
+    bare_cpu = sum(b["cpu_ms_per_image"] for b in bare) / len(bare)
+    results["bare"] = {"runs": bare, "images_per_s": bare_rate, "cpu_ms_per_image": bare_cpu,
                        "faces_per_s": sum(b["faces_per_s"] for b in bare) / len(bare)}
+    results["load_average"] = os.getloadavg()
     print(f"\nbare engine, 1 process, {args.threads} thread(s): {bare_rate:.2f} images/s, "
           f"{results['bare']['faces_per_s']:.2f} faces/s  (runs: "
           + ", ".join(f"{b['images_per_s']:.2f}" for b in bare) + ")")
-    print(f"{'workers':>7} {'images/s':>9} {'faces/s':>8} {'per process':>11} {'ratio':>6}  stage means (ms)")
+    print(f"bare engine CPU: {bare_cpu:.1f} ms per image; load average now {os.getloadavg()[0]:.1f}")
+    print(f"{'workers':>7} {'images/s':>9} {'faces/s':>8} {'per process':>11} {'ratio':>6} "
+          f"{'CPU ratio':>9}  CPU ms per image / stage means (ms)")
     for r in results["service"]:
         per_process = r["images_per_s"] / r["workers"]
         r["ratio_per_process"] = per_process / bare_rate
+        # The same ratio in CPU: what one worker process would do with a core of its own.
+        r["cpu_ratio"] = bare_cpu / r["cpu_ms_per_image"]["workers"]
         print(f"{r['workers']:>7} {r['images_per_s']:>9.2f} {r['faces_per_s']:>8.2f} {per_process:>11.2f} "
-              f"{r['ratio_per_process']:>6.2f}  {r['stage_means_ms']}")
+              f"{r['ratio_per_process']:>6.2f} {r['cpu_ratio']:>9.2f}  {r['cpu_ms_per_image']} / "
+              f"{r['stage_means_ms']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
 

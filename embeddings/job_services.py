@@ -335,58 +335,78 @@ def dispatch_all() -> int:
 
 # --- Claiming and finishing one asset ---------------------------------------------------
 
+# One statement: the claim is the row lock, the state check and the change at
+# once (READ COMMITTED re-checks the WHERE after waiting for a lock), so two
+# workers can never both claim an asset. The worker's hot path: no ORM here.
+_CLAIM_SQL = """
+UPDATE embeddings_indexjobasset a
+SET state = 'processing', attempts = a.attempts + 1, lease_expires_at = %(lease)s,
+    started_at = COALESCE(a.started_at, %(now)s)
+FROM embeddings_indexjob j
+WHERE a.id = %(id)s AND a.tenant_id = %(tenant)s AND j.id = a.job_id AND j.state <> 'cancelled'
+  AND (a.state = 'queued'
+       OR (a.state = 'retry_wait' AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= %(due)s))
+       OR (a.state = 'processing' AND a.lease_expires_at < %(now)s AND a.attempts < %(max_attempts)s))
+RETURNING a.attempts, a.asset_id, a.subject_id, a.source_kind, a.source, a.dispatched_at,
+          j.id, j.state, j.options, j.created_at, j.faces_expire_at
+"""
+
+
 def claim_asset(*, tenant_id: UUID | str, job_asset_id: UUID | str) -> Claim | None:
     """Take the asset for processing, or None when it is not ours to process.
 
-    Claimable: queued; waiting to retry and due; processing with an expired
-    lease (its worker died). Anything else means a duplicate or late message.
+    Claimable: queued; waiting to retry and due (a little slack: the clocks of
+    workers and the database differ); processing with an expired lease (its
+    worker died) and attempts left — the sweeper fails one without. Anything
+    else means a duplicate or late message.
     """
     now = timezone.now()
-    with _bound(tenant_id):
-        row = (IndexJobAsset.objects.select_for_update(of=("self",)).select_related("job")
-               .filter(tenant_id=tenant_id, id=job_asset_id).first())
-        if row is None or not _claimable(row, now):
+    with _bound(tenant_id), connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {
+            "id": str(job_asset_id), "tenant": str(tenant_id), "now": now, "due": now + timedelta(seconds=2),
+            "lease": now + timedelta(seconds=settings.INDEX_ASSET_LEASE_SECONDS),
+            "max_attempts": settings.INDEX_MAX_ATTEMPTS})
+        found = cursor.fetchone()
+        if found is None:
             return None
-        if row.state == Asset.PROCESSING and row.attempts >= settings.INDEX_MAX_ATTEMPTS:
-            _finish_failed(row, Failure("worker_lost", "the worker processing this asset stopped "
-                                        f"{row.attempts} times", transient=False), now)
-            return None
-        row.state, row.attempts = Asset.PROCESSING, row.attempts + 1
-        row.lease_expires_at = now + timedelta(seconds=settings.INDEX_ASSET_LEASE_SECONDS)
-        row.started_at = row.started_at or now
-        row.save(update_fields=["state", "attempts", "lease_expires_at", "started_at"])
-        job = row.job
-        if job.state == Job.QUEUED:
-            IndexJob.objects.filter(id=job.id, state=Job.QUEUED).update(state=Job.RUNNING, started_at=now)
-        queued_since = row.dispatched_at or job.created_at
-        return Claim(tenant_id=str(tenant_id), job_id=str(job.id), job_asset_id=str(row.id),
-                     attempt=row.attempts, asset_id=row.asset_id, subject_id=row.subject_id,
-                     source_kind=row.source_kind, source=dict(row.source),
-                     options=JobOptions.from_dict(job.options), submitted_at=job.created_at,
-                     faces_expire_at=job.faces_expire_at,
-                     queued_ms=max(0.0, (now - queued_since).total_seconds() * 1000))
+        attempts, asset_id, subject_id, kind, source, dispatched_at, job_id, job_state, options, created_at, \
+            faces_expire_at = found
+        if job_state == Job.QUEUED:
+            IndexJob.objects.filter(id=job_id, state=Job.QUEUED).update(state=Job.RUNNING, started_at=now)
+    queued_since = dispatched_at or created_at
+    return Claim(tenant_id=str(tenant_id), job_id=str(job_id), job_asset_id=str(job_asset_id), attempt=attempts,
+                 asset_id=asset_id, subject_id=subject_id, source_kind=kind, source=_json(source),
+                 options=JobOptions.from_dict(_json(options)), submitted_at=created_at,
+                 faces_expire_at=faces_expire_at,
+                 queued_ms=max(0.0, (now - queued_since).total_seconds() * 1000))
 
 
-def _claimable(row: IndexJobAsset, now: datetime) -> bool:
-    if row.job.state == Job.CANCELLED:
-        return False
-    if row.state == Asset.QUEUED:
-        return True
-    if row.state == Asset.RETRY_WAIT:
-        # A little slack: the clocks of workers and the database differ.
-        return row.next_attempt_at is None or row.next_attempt_at <= now + timedelta(seconds=2)
-    if row.state == Asset.PROCESSING:
-        return row.lease_expires_at is not None and row.lease_expires_at < now
-    return False
+def _json(value: Any) -> Any:
+    # Django hands jsonb to the JSONField as text; a raw cursor sees the same.
+    return json.loads(value) if isinstance(value, str) else value
 
 
-def _held(tenant_id: str, claim: Claim) -> IndexJobAsset | None:
+@dataclass(frozen=True)
+class HeldRow:
+    """The few columns of a claimed asset that finishing it needs."""
+
+    id: UUID
+    tenant_id: UUID
+    job_id: UUID
+    asset_id: str
+    subject_id: str | None
+    source_kind: str
+    source: dict
+    attempts: int
+
+
+def _held(tenant_id: str, claim: Claim) -> HeldRow | None:
     """The asset row, locked, if this claim still holds it (else a newer attempt or cancel won)."""
-    row = (IndexJobAsset.objects.select_for_update().filter(tenant_id=tenant_id, id=claim.job_asset_id)
-           .first())
-    if row is None or row.state != Asset.PROCESSING or row.attempts != claim.attempt:
-        return None
-    return row
+    found = (IndexJobAsset.objects.select_for_update()
+             .filter(tenant_id=tenant_id, id=claim.job_asset_id, state=Asset.PROCESSING, attempts=claim.attempt)
+             .values_list("id", "tenant_id", "job_id", "asset_id", "subject_id", "source_kind", "source",
+                          "attempts").first())
+    return HeldRow(*found) if found else None
 
 
 def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any], model_id: str,
@@ -402,15 +422,15 @@ def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any
             tenant_id=claim.tenant_id, asset_id=row.asset_id, faces=faces, model_id=model_id,
             submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
             job_id=row.job_id, expires_at=claim.faces_expire_at)
-        row.superseded = indexed.superseded
-        row.faces = [] if indexed.superseded else [
+        results = [] if indexed.superseded else [
             {"face_id": str(face_id), "bbox": _box(face.bbox), "det_score": round(float(face.det_score), 4)}
             for face_id, face in zip(indexed.face_ids, faces, strict=True)]
-        row.left_out = [{"bbox": _box(f.bbox), "det_score": round(float(f.det_score), 4),
-                         "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
-        row.timings = {**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1)}
-        _finish(row, Asset.SUCCEEDED, now)
-        _count(row.job_id, now, assets_done=1, faces_indexed=len(row.faces), faces_left_out=len(row.left_out))
+        left = [{"bbox": _box(f.bbox), "det_score": round(float(f.det_score), 4),
+                 "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
+        _finish(row, Asset.SUCCEEDED, now, faces=results, left_out=left, superseded=indexed.superseded,
+                error_code="", error_message="",
+                timings={**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1)})
+        _count(row.job_id, now, assets_done=1, faces_indexed=len(results), faces_left_out=len(left))
     transaction.on_commit(lambda: dispatch_tenant(tenant_id=claim.tenant_id), robust=True)
     return "succeeded"
 
@@ -437,10 +457,9 @@ def retry_asset(*, claim: Claim, failure: Failure) -> str:
         row = _held(claim.tenant_id, claim)
         if row is None:
             return "stale"
-        row.state, row.lease_expires_at = Asset.RETRY_WAIT, None
-        row.next_attempt_at = now + timedelta(seconds=delay)
-        row.error_code, row.error_message = failure.code, failure.message[:500]
-        row.save(update_fields=["state", "lease_expires_at", "next_attempt_at", "error_code", "error_message"])
+        IndexJobAsset.objects.filter(id=row.id).update(
+            state=Asset.RETRY_WAIT, lease_expires_at=None, next_attempt_at=now + timedelta(seconds=delay),
+            error_code=failure.code, error_message=failure.message[:500])
         _publish_after_commit(claim.tenant_id, [row.id], countdown=delay)
     return "retrying"
 
@@ -468,19 +487,17 @@ def redacted_source(kind: str, source: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _finish(row: IndexJobAsset, state: str, now: datetime) -> None:
-    row.state, row.finished_at, row.lease_expires_at, row.next_attempt_at = state, now, None, None
-    if state == Asset.SUCCEEDED:
-        row.error_code, row.error_message = "", ""
-    row.source = redacted_source(row.source_kind, row.source)
-    row.save()
+def _finish(row: HeldRow | IndexJobAsset, state: str, now: datetime, **results: Any) -> None:
+    """Mark a (locked) asset finished with its results; forget its source and sealed image."""
+    IndexJobAsset.objects.filter(id=row.id).update(
+        state=state, finished_at=now, lease_expires_at=None, next_attempt_at=None,
+        source=redacted_source(row.source_kind, row.source), **results)
     if row.source_kind == IndexJobAsset.SourceKind.INLINE:
         inline_images.discard(tenant_id=row.tenant_id, job_asset_ids=[row.id])
 
 
-def _finish_failed(row: IndexJobAsset, failure: Failure, now: datetime) -> None:
-    row.error_code, row.error_message = failure.code, failure.message[:500]
-    _finish(row, Asset.FAILED, now)
+def _finish_failed(row: HeldRow | IndexJobAsset, failure: Failure, now: datetime) -> None:
+    _finish(row, Asset.FAILED, now, error_code=failure.code, error_message=failure.message[:500])
     record_event(tenant_id=row.tenant_id, actor=WORKER_ACTOR, action="index_job.asset_failed",
                  target={"job_id": str(row.job_id), "asset_id": row.asset_id}, outcome="failure",
                  details={"error_code": failure.code, "attempts": row.attempts})
