@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -105,19 +106,36 @@ def test_cuda_request_falls_back_to_cpu_without_cuda(tmp_path):
     assert engine.providers[0] == expected
 
 
-def test_forked_child_loads_its_own_engine():
-    import multiprocessing
+FORK_PROBE = """
+import multiprocessing, sys
+import numpy as np
+from embeddings.engine import EngineConfig, get_engine
 
-    parent = get_engine(engine_config(640))
-    context = multiprocessing.get_context("fork")
-    with context.Pool(1) as pool:
-        child_id, same_object, faces = pool.apply(_child_probe, (id(parent),))
-    assert child_id == parent.model_id and not same_object and faces == 0
+config = EngineConfig(model_root=sys.argv[1], pack=sys.argv[2], intra_op_threads=1, inter_op_threads=1)
 
-
-def _child_probe(parent_object_id: int):
-    import numpy as np
-
-    engine = get_engine(engine_config(640))
+def probe(parent_object_id):
+    engine = get_engine(config)
     blank = np.full((200, 200, 3), 128, dtype=np.uint8)
     return engine.model_id, id(engine) == parent_object_id, len(engine.analyze(blank).faces)
+
+if __name__ == "__main__":
+    parent = get_engine(config)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child_id, same_object, faces = pool.apply(probe, (id(parent),))
+    print(child_id == parent.model_id, same_object, faces)
+"""
+
+
+def test_forked_child_loads_its_own_engine():
+    """A prefork child (Celery) must not reuse the parent's onnxruntime sessions.
+
+    Run in a fresh, single-threaded interpreter: forking the test process
+    itself, which holds other threads' locks, can deadlock the child.
+    """
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", FORK_PROBE, str(MODEL_ROOT), PACK], capture_output=True,
+                            text=True, timeout=180, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "False", "0"]
