@@ -259,9 +259,16 @@ CELERY_BEAT_SCHEDULE["audit-verify-chains"] = {"task": "audit.verify_chains", "s
 # --- Vector search (see docs/BENCHMARKS.md for how these were chosen) ------------
 HNSW_M = env_int("HNSW_M", 16)
 HNSW_EF_CONSTRUCTION = env_int("HNSW_EF_CONSTRUCTION", 64)
-HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 100)
+# 200, not 100: on the benchmark's face-like data every tenant served by HNSW
+# lost recall@10 to search depth (for the giant tenant FAISS's own graph was
+# no better at the same ef); 200 bought +3 to +7 points of recall@10 for ~1.5x
+# the CPU of the vector query (docs/BENCHMARKS.md, "Vector search").
+HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 200)
 # Tenants with fewer faces of a model than this are searched exactly (a scan
-# of their own rows), larger ones through the HNSW index.
+# of their own rows), larger ones through the HNSW index. Measured: up to 20k
+# the exact scan costs what the filtered HNSW scan costs in a 1M-face index and
+# is exact; below 20k a tenant that is a large share of a small index would be
+# cheaper on HNSW (10-20k in 100k: 2.5x), at some recall (BENCHMARKS.md).
 EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 20000)
 # Candidates fetched from the index per requested match, re-ranked exactly.
 SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
