@@ -264,6 +264,8 @@ HNSW_EF_CONSTRUCTION = env_int("HNSW_EF_CONSTRUCTION", 64)
 # no better at the same ef); 200 bought +3 to +7 points of recall@10 for ~1.5x
 # the CPU of the vector query (docs/BENCHMARKS.md, "Vector search").
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 200)
+# Tenants' projection matrices kept per process (d*d*4 bytes each: 1 MiB at 512-d).
+PROJECTION_CACHE_MAX_ENTRIES = env_int("PROJECTION_CACHE_MAX_ENTRIES", 256)
 # Tenants with fewer faces of a model than this are searched exactly (a scan
 # of their own rows), larger ones through the HNSW index. Measured: up to 20k
 # the exact scan costs what the filtered HNSW scan costs in a 1M-face index and
