@@ -202,7 +202,15 @@ class ServiceStack:
         """Fail fast (with the server's log) if the web process cannot serve: loads the URLconf now."""
         import httpx
 
-        response = httpx.get(f"{self.base_url}/readyz", timeout=120.0)
+        deadline = time.monotonic() + 180
+        while True:  # the worker may still be booting (it loads the face models first)
+            try:
+                response = httpx.get(f"{self.base_url}/readyz", timeout=120.0)
+                break
+            except httpx.TransportError as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"/readyz: {exc}\nweb server log:\n{self.web_log_tail()}") from exc
+                time.sleep(1)
         if response.status_code != 200:
             raise RuntimeError(f"/readyz answered {response.status_code}: {response.text[:300]}\n"
                                f"web server log (last lines):\n{self.web_log_tail()}")
