@@ -119,7 +119,7 @@ class Metrics:
         return {
             "rank1": _ratio(self.rank1_correct, self.probes),
             "rank1_of_detected": _ratio(self.rank1_correct, with_face),
-            "identified_at_threshold": _ratio(self.identified_at_threshold, self.probes),
+            "identified_at_threshold_rate": _ratio(self.identified_at_threshold, self.probes),
             "false_match_rate": _ratio(self.false_match_at_threshold, self.probes),
         }
 
@@ -230,8 +230,10 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
     default_threshold = stack.search(split.gallery[labels[0]].read_bytes(), faces="largest")[0]["threshold"]
     results = {}
     started = time.perf_counter()
+    ranked_by_kind = {}
     for kind, probes in (("genuine", split.genuine), ("impostor", split.impostors)):
         ranked_s, thresholded_s, ranked_b, thresholded_b = [], [], [], []
+        ranked_by_kind[kind] = (ranked_s, ranked_b)
         checked = mismatched = 0
         for i, (_person, path) in enumerate(probes):
             data = path.read_bytes()
@@ -259,6 +261,9 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
             "default_threshold_checks": {"checked": checked, "mismatched": mismatched},
         }
     search_s = time.perf_counter() - started
+    genuine_people = [person for person, _ in split.genuine]
+    sweep = {path: threshold_sweep(genuine_people, ranked_by_kind["genuine"][i], ranked_by_kind["impostor"][i])
+             for i, path in enumerate(("service", "brute_force"))}
     return {
         "service_default_threshold": default_threshold, "enrolled_via": enrol_via,
         "enrolled_assets_without_exactly_one_face": job_mismatches,
@@ -271,9 +276,28 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
         "people_not_enrolled_no_face": split.gallery_no_face,
         "people_enrolled_with_a_later_photo": split.gallery_first_photo_no_face,
         "genuine_probes": len(split.genuine), "impostor_probes": len(split.impostors),
-        "results": results, "server_errors_retried": list(stack.server_errors),
+        "results": results, "threshold_sweep": sweep, "server_errors_retried": list(stack.server_errors),
         "seconds": {"embed_all": round(embed_s, 1), "enrol": round(enrol_s, 1), "search": round(search_s, 1)},
     }
+
+
+SWEEP = (0.35, 0.40, 0.45, 0.50, 0.55, 0.60)
+
+
+def threshold_sweep(genuine_people: list[str], genuine: list[Answer], impostors: list[Answer],
+                    thresholds=SWEEP) -> list[dict]:
+    """Open-set figures at other thresholds, from the closed-set best matches."""
+    rows = []
+    for t in thresholds:
+        hits = sum(a.top_subject == p and a.top_similarity >= t for p, a in zip(genuine_people, genuine, strict=True)
+                   if a.top_similarity is not None)
+        wrong = sum(a.top_subject != p and a.top_similarity >= t for p, a in zip(genuine_people, genuine, strict=True)
+                    if a.top_similarity is not None)
+        false = sum(a.top_similarity is not None and a.top_similarity >= t for a in impostors)
+        rows.append({"threshold": t, "identified": _ratio(hits, len(genuine)),
+                     "genuine_false_match": _ratio(wrong, len(genuine)),
+                     "impostor_false_match": _ratio(false, len(impostors))})
+    return rows
 
 
 def _pct(x: float) -> str:
@@ -301,8 +325,8 @@ def report(out: dict) -> str:
         ("genuine probes without a face", s.no_face, b.no_face, None),
         ("rank-1 (all genuine probes)", s.rates()["rank1"], b.rates()["rank1"], "pct"),
         ("rank-1 (probes with a face)", s.rates()["rank1_of_detected"], b.rates()["rank1_of_detected"], "pct"),
-        ("identified at threshold", s.rates()["identified_at_threshold"],
-         b.rates()["identified_at_threshold"], "pct"),
+        ("identified at threshold", s.rates()["identified_at_threshold_rate"],
+         b.rates()["identified_at_threshold_rate"], "pct"),
         ("false match at threshold (gen.)", s.rates()["false_match_rate"], b.rates()["false_match_rate"], "pct"),
         ("impostor probes without a face", imp["service"].no_face, imp["brute_force"].no_face, None),
         ("false match at threshold (imp.)", imp["service"].rates()["false_match_rate"],
@@ -323,6 +347,12 @@ def report(out: dict) -> str:
         c = out["results"][kind]["default_threshold_checks"]
         lines.append(f"{kind}: searches at the service's default threshold ({out['service_default_threshold']}) "
                      f"checked {c['checked']}, differing from the derived answer {c['mismatched']}")
+    lines.append("threshold sweep (service; brute force identical when the line below says so):")
+    lines.append(f"{'threshold':>10}{'identified':>12}{'gen. false':>12}{'impostor false':>16}")
+    for row in out["threshold_sweep"]["service"]:
+        lines.append(f"{row['threshold']:>10.2f}{_pct(row['identified']):>12}{_pct(row['genuine_false_match']):>12}"
+                     f"{_pct(row['impostor_false_match']):>16}")
+    lines.append(f"sweep identical for brute force: {out['threshold_sweep']['service'] == out['threshold_sweep']['brute_force']}")
     lines.append(f"5xx answers retried: {len(out['server_errors_retried'])}; time: {out['seconds']}")
     return "\n".join(lines)
 
