@@ -74,8 +74,10 @@ def cpu_seconds(stack: ServiceStack, workers_pgid: int) -> dict[str, float]:
 
     CPU, unlike wall time, does not depend on what else runs on a shared machine.
     """
-    postmaster = int((stack.run_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
-    valkey = next(b.process.pid for b in stack.services.background if b.name == "Valkey")
+    pid_file = stack.run_dir / "postgres" / "pgdata" / "postmaster.pid"
+    # Servers named by DATABASE_URL / REDIS_URL (e.g. under ./dev test) are not ours to measure: 0.
+    postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else -1
+    valkey = next((b.process.pid for b in stack.services.background if b.name == "Valkey"), -1)
     stats = _proc_stats()
     return {
         "workers": sum(cpu for _, _, group, cpu in stats if group == workers_pgid),

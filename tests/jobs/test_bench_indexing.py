@@ -1,0 +1,24 @@
+"""The indexing benchmark runs end to end (slow: `./dev test tests/jobs -m slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_indexing_runs_and_reports(tmp_path):
+    out = tmp_path / "indexing.json"
+    subprocess.run([sys.executable, "bench/bench_indexing.py", "--photos", "8", "--workers", "1",
+                    "--json", str(out)], cwd=PROJECT, check=True, timeout=600)
+    result = json.loads(out.read_text())
+    (run,) = result["service"]
+    assert run["images"] == 8 and run["faces"] >= 8 and run["images_per_s"] > 0
+    assert run["ratio_per_process"] > 0 and run["cpu_ratio"] > 0
+    assert result["bare"]["images_per_s"] > 0
