@@ -17,7 +17,8 @@ own faces, never adds to them.
 Fairness: at most INDEX_MAX_INFLIGHT_PER_TENANT assets of a tenant are queued,
 processing or waiting to retry; the rest stay `pending` here, not in the
 broker. Each finished asset refills its tenant's slots, taking one pending
-asset per active job in turn (round-robin, oldest job first). The broker
+asset per active job in turn (round-robin, the least recently served job
+first). The broker
 queue therefore never holds more than that many messages per tenant, so a
 small job of another tenant waits behind at most (active tenants x limit)
 messages, however large the first tenant's job is.
@@ -636,7 +637,7 @@ def _recover_expired_leases(now: datetime) -> int:
                        .values_list("tenant_id", "id")[:1000])
     for tenant_id, job_asset_id in expired:
         with tenant_context(tenant_id):
-            row = (IndexJobAsset.objects.select_for_update().select_related("job")
+            row = (IndexJobAsset.objects.select_for_update()
                    .filter(id=job_asset_id, state=Asset.PROCESSING, lease_expires_at__lt=now).first())
             if row is None:
                 continue
@@ -678,8 +679,12 @@ def _expire_inline_images(now: datetime) -> int:
     return len(expired)
 
 
-def purge_finished_jobs(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Delete jobs (and their per-asset results) finished more than INDEX_JOB_RETENTION_DAYS ago."""
+def purge_finished_jobs(*, now: datetime | None = None, limit: int = 20) -> int:
+    """Delete jobs (and their per-asset results) finished more than INDEX_JOB_RETENTION_DAYS ago.
+
+    A few jobs per sweep (each may hold 1,000 asset rows): the backlog drains
+    over successive sweeps without one long delete.
+    """
     cutoff = (now or timezone.now()) - timedelta(days=settings.INDEX_JOB_RETENTION_DAYS)
     with platform_scope():
         ids = list(IndexJob.objects.filter(finished_at__lt=cutoff).values_list("id", flat=True)[:limit])

@@ -440,6 +440,9 @@ def _start_attempt(tenant_id: UUID | str, delivery_id: UUID | str) -> AttemptPla
         if not endpoint.enabled:
             _give_up(delivery, now, error="endpoint_disabled")
             return None
+        if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:  # its attempts died with their workers
+            _give_up(delivery, now, error=delivery.last_error or "worker_lost")
+            return None
         delivery.state, delivery.attempts = WebhookDelivery.State.DELIVERING, delivery.attempts + 1
         delivery.lease_expires_at = now + timedelta(seconds=settings.WEBHOOK_ATTEMPT_LEASE_SECONDS)
         delivery.save(update_fields=["state", "attempts", "lease_expires_at"])
@@ -468,6 +471,9 @@ def send(plan: AttemptPlan) -> AttemptResult:
                                 ssl_context=tls_context())
     except ImageError as exc:
         return AttemptResult(None, _ms(started), ERROR_CODES.get(exc.code, exc.code), exc.message[:300])
+    except Exception:  # our bug, not the endpoint's: log it, count it as a failed attempt
+        logger.exception("webhook attempt failed unexpectedly", extra={"delivery_id": str(plan.delivery_id)})
+        return AttemptResult(None, _ms(started), "internal_error", "the attempt failed on our side")
     latency = _ms(started)
     if 300 <= response.status_code < 400:
         return AttemptResult(response.status_code, latency, "redirect_not_followed",

@@ -331,3 +331,15 @@ def test_another_tenants_endpoint_is_404(tenant, other_tenant, client_for, recei
                      mine.post(f"{base}/deliveries/{delivery_id}/redeliver")):
         assert response.status_code == 404, response.content
     assert endpoint(theirs.endpoint.id).enabled
+
+
+def test_a_delivery_whose_workers_keep_dying_gives_up(tenant, receiver, enqueued, settings):
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    make_endpoint(tenant, receiver.serve("/hook", (200, b"ok")))
+    (delivery_id,) = emit(tenant)
+    update(WebhookDelivery, {"id": delivery_id}, state="delivering", attempts=3,
+           lease_expires_at=timezone.now() - timedelta(seconds=1))
+    webhooks.sweep_deliveries()
+    assert deliver(tenant, delivery_id) == "skipped"
+    row = delivery(delivery_id)
+    assert row.state == "failed" and row.last_error == "worker_lost" and receiver.received == []
