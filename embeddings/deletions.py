@@ -7,10 +7,11 @@ event and the `faces.deleted` webhook come with the last batch.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from tenants import data_keys
 from tenants.webhooks import FACES_DELETED, emit_event
 
 DELETION_TASK = "embeddings.run_deletion"
+logger = logging.getLogger(__name__)
 
 
 def matching_faces(tenant_id: UUID | str, requested: dict[str, Any]) -> QuerySet[Face]:
@@ -102,7 +104,26 @@ def run_deletion(*, tenant_id: UUID | str, deletion_id: UUID | str, batch_size: 
     while _delete_one_batch(deletion, batch_size):
         pass
     _finish(deletion, actor)
+    if deletion.requested.get("purge"):
+        _drop_vector_indexes(tenant_id)
     return deletion
+
+
+def _drop_vector_indexes(tenant_id: UUID | str) -> None:
+    """A purged tenant's own HNSW indexes go at once, not at the next maintenance tick.
+
+    (Tenants with an index are above EXACT_SEARCH_MAX_FACES, so their purges
+    take this queued path; a synchronous purge of a smaller tenant leaves it to
+    vector_index.maintain_tenant_indexes.) Outside any transaction: CONCURRENTLY.
+    """
+    from embeddings import vector_index
+
+    if connection.in_atomic_block:
+        return  # called inside a caller's transaction: the maintenance task will drop them
+    try:
+        vector_index.drop_tenant_indexes(tenant_id)
+    except DatabaseError:
+        logger.warning("could not drop the purged tenant's vector indexes; maintenance will", exc_info=True)
 
 
 def receipt_of(deletion: DeletionRequest) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Search, for each readable key version of the tenant (two during a key
 rotation): project the query with that version's secret matrix, fetch
-candidates from pgvector (HNSW for large tenants, an exact scan of the
-tenant's own rows for small ones), then decrypt the candidates' canonical
+candidates from pgvector (HNSW for large tenants: the tenant's own partial
+index once vector_index.maintain_tenant_indexes has built it, else the model's
+shared one; an exact scan of the tenant's own rows for small ones), then decrypt the candidates' canonical
 embeddings and re-rank by exact cosine, then apply the threshold.
 """
 
@@ -22,7 +23,7 @@ from django.db.models import QuerySet
 
 from embeddings.models import Face
 from embeddings.protection import decrypt_embedding, project, projection_matrix
-from embeddings.vector_index import _check, model_predicate, vector_expression
+from embeddings.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey
@@ -65,16 +66,19 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
     # expression differ from the indexed one, so the planner uses the tenant's
     # btree rows and sorts them.
     order = f"({distance}) + 0" if exact else distance
-    filters, params = ["tenant_id = %s", "key_version = %s"], [str(tenant_id), key_version]
+    filters, params = ["key_version = %s"], [key_version]
     if subject_ids:
         filters.append("subject_id = ANY(%s)")
         params.append(list(subject_ids))
     if asset_ids:
         filters.append("asset_id = ANY(%s)")
         params.append(list(asset_ids))
-    # Only validated literals (model id, dimension) are formatted in; values are parameters.
+    # Only validated literals (model id, dimension, the tenant's canonical UUID)
+    # are formatted in; other values are parameters. The model and tenant must be
+    # literals: the planner matches them against the partial indexes' predicates
+    # (the tenant's own index if it has one, else the model's shared one).
     sql = (f"SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "  # noqa: S608
-           f"WHERE {model_predicate(model_id)} AND {' AND '.join(filters)} "
+           f"WHERE {tenant_predicate(model_id, tenant_id)} AND {' AND '.join(filters)} "
            f"ORDER BY {order} LIMIT %s")
     vector_text = "[" + ",".join(f"{v:.7g}" for v in query.tolist()) + "]"
     with connection.cursor() as cursor:
@@ -83,12 +87,12 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
         return cursor.fetchall()
 
 
-def _configure_hnsw(limit: int) -> None:
+def _configure_hnsw(limit: int, ef_search: int | None = None) -> None:
     # Local to the transaction: set once per search, not once per query.
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
                        "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                       [str(max(settings.HNSW_EF_SEARCH, limit))])
+                       [str(max(ef_search or settings.HNSW_EF_SEARCH, limit))])
 
 
 def _readable_versions_in_context(tenant_id) -> list[int]:
@@ -126,10 +130,13 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
     candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
     with tenant_context(tenant_id):
         exact = faces_of_model(tenant_id=tenant_id, model_id=model_id) <= settings.EXACT_SEARCH_MAX_FACES
-        timings.strategy = "exact" if exact else "hnsw"
+        # A tenant's own graph holds only its faces: it needs a different
+        # ef_search than the shared graph searched with a tenant filter.
+        own_index = not exact and has_tenant_index(model_id, tenant_id)
+        timings.strategy = "exact" if exact else "hnsw-tenant" if own_index else "hnsw"
         versions = _readable_versions_in_context(tenant_id)
         if not exact and versions:
-            _configure_hnsw(limit)
+            _configure_hnsw(limit, settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH)
         for version in versions:
             key = data_keys.data_key(tenant_id=tenant_id, version=version)
             for query, found in zip(queries, candidates, strict=True):

@@ -41,3 +41,12 @@ def run_deletion(tenant_id: str, deletion_id: str) -> int:
     from embeddings import deletions
 
     return deletions.run_deletion(tenant_id=tenant_id, deletion_id=deletion_id).faces_deleted
+
+
+@shared_task(name="embeddings.maintain_tenant_indexes", ignore_result=True)
+def maintain_tenant_indexes() -> dict:
+    # Can run for minutes (a 500k-face build); a second run while it does returns at once.
+    from embeddings import vector_index
+
+    work = vector_index.maintain_tenant_indexes()
+    return {"built": work.built, "dropped": work.dropped, "skipped": work.skipped}

@@ -10,10 +10,16 @@ Inner product on unit vectors ranks exactly like cosine, and is cheaper.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
+import uuid
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9_.:+-]{1,100}$")
 
@@ -54,3 +60,232 @@ def ensure_vector_index(model_id: str, dimension: int) -> bool:
             f"WHERE {model_predicate(model_id)}"
         )
     return True
+
+
+# --- Per-tenant indexes -------------------------------------------------------------
+# A tenant that is a small share of the model's faces gets poor recall from the
+# shared graph with a tenant filter (the filtered scan has to wade through other
+# tenants' nodes: recall 0.49-0.55 at 1M for tenants of 20k-139k faces, where a
+# graph of their own reached 0.93-0.97; docs/BENCHMARKS.md). So each tenant with
+# more than EXACT_SEARCH_MAX_FACES faces of a model gets its own partial index
+# `... WHERE model_id = 'm' AND tenant_id = 'u'`. The search query carries the
+# same literal predicate, so the planner can prove the partial index applies;
+# until the index exists it uses the shared one, as before. Built and dropped
+# by maintain_tenant_indexes (Celery beat and a management command), never on
+# a request: CREATE INDEX CONCURRENTLY can take minutes and no transaction.
+
+TENANT_INDEX_PREFIX = "face_hnswt_"
+_valid_names: tuple[float, frozenset[str]] = (0.0, frozenset())
+_NAMES_TTL_SECONDS = 30.0
+
+
+def tenant_literal(tenant_id) -> str:
+    """The tenant id as canonical UUID text; anything that is not a UUID raises ValueError.
+
+    It is formatted into SQL text (index predicates and the search query must
+    hold it as a literal), so only uuid.UUID's own rendering is ever used.
+    """
+    return str(tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(str(tenant_id)))
+
+
+def tenant_index_name(model_id: str, tenant_id) -> str:
+    # The tenant's hex in the name lets a purge find all of the tenant's indexes
+    # (whatever the model) without parsing index predicates; 11 + 32 + 1 + 10 < 63.
+    tenant_hex = uuid.UUID(tenant_literal(tenant_id)).hex
+    return f"{TENANT_INDEX_PREFIX}{tenant_hex}_{hashlib.sha256(model_id.encode()).hexdigest()[:10]}"
+
+
+def tenant_predicate(model_id: str, tenant_id) -> str:
+    return f"{model_predicate(model_id)} AND tenant_id = '{tenant_literal(tenant_id)}'"
+
+
+def valid_tenant_index_names(*, refresh: bool = False) -> frozenset[str]:
+    """Names of the per-tenant indexes that are built and valid (cached per process for 30 s).
+
+    Search uses this only to pick ef_search and to name its strategy: which
+    index serves a query is the planner's choice, and it always knows.
+    """
+    global _valid_names
+    fetched_at, names = _valid_names
+    if refresh or time.monotonic() - fetched_at > _NAMES_TTL_SECONDS:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid = 'embeddings_face'::regclass AND i.indisvalid AND c.relname LIKE %s",
+                [TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"])
+            names = frozenset(row[0] for row in cursor.fetchall())
+        _valid_names = (time.monotonic(), names)
+    return names
+
+
+def has_tenant_index(model_id: str, tenant_id) -> bool:
+    return tenant_index_name(model_id, tenant_id) in valid_tenant_index_names()
+
+
+def _outside_transaction(what: str) -> None:
+    if connection.in_atomic_block:
+        raise RuntimeError(f"{what} CONCURRENTLY cannot run inside a transaction")
+
+
+def _index_valid(cursor, name: str) -> bool | None:
+    """True: built and valid; False: left invalid (an interrupted CONCURRENTLY build); None: absent."""
+    cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                   "WHERE c.relname = %s", [name])
+    row = cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def ensure_tenant_index(model_id: str, dimension: int, tenant_id) -> bool:
+    """Build the tenant's own HNSW index of the model if it is missing (CONCURRENTLY).
+
+    True when it was built now. Idempotent and resumable: an invalid index
+    left by an interrupted build is dropped and built again. A session
+    advisory lock keeps two builders off the same index (the second returns
+    False at once). Searches and writes go on during the build.
+    """
+    _check(model_id, dimension)
+    _outside_transaction("CREATE INDEX")
+    name = tenant_index_name(model_id, tenant_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(name)])
+        if not cursor.fetchone()[0]:
+            return False
+        try:
+            state = _index_valid(cursor, name)
+            if state:
+                return False
+            if state is False:
+                cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            if settings.VECTOR_INDEX_MAINTENANCE_WORK_MEM:
+                # The graph must fit, or the build gets several times slower (BENCHMARKS.md).
+                cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                               [settings.VECTOR_INDEX_MAINTENANCE_WORK_MEM])
+            cursor.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embeddings_face USING hnsw "
+                f"({vector_expression(dimension)} vector_ip_ops) "
+                f"WITH (m = {int(settings.HNSW_TENANT_M)}, "
+                f"ef_construction = {int(settings.HNSW_TENANT_EF_CONSTRUCTION)}) "
+                f"WHERE {tenant_predicate(model_id, tenant_id)}")
+        finally:
+            if settings.VECTOR_INDEX_MAINTENANCE_WORK_MEM:
+                cursor.execute("RESET maintenance_work_mem")
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(name)])
+    valid_tenant_index_names(refresh=True)
+    return True
+
+
+def _drop(names: list[str]) -> list[str]:
+    _outside_transaction("DROP INDEX")
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    if names:
+        valid_tenant_index_names(refresh=True)
+    return names
+
+
+def _all_tenant_index_names() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings_face' AND indexname LIKE %s",
+                       [TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"])
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def drop_tenant_indexes(tenant_id) -> list[str]:
+    """Drop every per-tenant index of the tenant, whatever the model (after a purge). The dropped names."""
+    prefix = f"{TENANT_INDEX_PREFIX}{uuid.UUID(tenant_literal(tenant_id)).hex}_"
+    return _drop([name for name in _all_tenant_index_names() if name.startswith(prefix)])
+
+
+@dataclass
+class TenantIndexWork:
+    build: list[tuple[str, int, str, int]] = field(default_factory=list)  # model, dimension, tenant, faces
+    drop: list[str] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    skipped: str = ""
+
+
+def _face_counts() -> list[tuple[str, str, int, int]]:
+    """(tenant, model, faces, dimension) for every tenant and model, one tenant scope at a time (RLS)."""
+    from django.db.models import Count
+
+    from embeddings.models import Face
+    from faceservice.tenancy import tenant_context
+    from tenants.models import Tenant
+
+    out = []
+    for tenant_id in Tenant.objects.values_list("id", flat=True):
+        with tenant_context(tenant_id):
+            counts = (Face.objects.filter(tenant_id=tenant_id).order_by().values_list("model_id")
+                      .annotate(n=Count("id")))
+            for model_id, faces in counts:
+                if faces > settings.EXACT_SEARCH_MAX_FACES // 2:
+                    out.append((str(tenant_id), model_id, faces, _dimension(tenant_id, model_id)))
+    return out
+
+
+def _dimension(tenant_id, model_id: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT vector_dims(search_vector) FROM embeddings_face "
+                       "WHERE tenant_id = %s AND model_id = %s LIMIT 1", [str(tenant_id), model_id])
+        return int(cursor.fetchone()[0])
+
+
+def plan_tenant_indexes() -> TenantIndexWork:
+    """Which per-tenant indexes to build (tenants above EXACT_SEARCH_MAX_FACES faces of a model,
+    largest first) and which to drop (tenants at or below half of it, purged or deleted tenants,
+    models no longer in use). The gap between the two keeps a tenant hovering around
+    the threshold from having its index built and dropped over and over."""
+    existing = set(_all_tenant_index_names())
+    valid = valid_tenant_index_names(refresh=True)
+    work, keep = TenantIndexWork(), set()
+    for tenant_id, model_id, faces, dimension in sorted(_face_counts(), key=lambda row: -row[2]):
+        try:
+            _check(model_id, dimension)
+        except ValueError:
+            logger.warning("no per-tenant index for unsafe model id %r", model_id)
+            continue
+        name = tenant_index_name(model_id, tenant_id)
+        keep.add(name)
+        if faces > settings.EXACT_SEARCH_MAX_FACES and name not in valid:
+            work.build.append((model_id, dimension, tenant_id, faces))
+    work.drop = sorted(existing - keep)
+    return work
+
+
+MAINTAIN_LOCK_KEY = _lock_key("maintain_tenant_indexes")
+
+
+def maintain_tenant_indexes(*, dry_run: bool = False) -> TenantIndexWork:
+    """Build the missing per-tenant indexes and drop the unneeded ones. Idempotent; one at a time.
+
+    Meant for Celery beat and `manage.py maintain_tenant_vector_indexes`. A
+    second maintainer started while one runs (a beat tick during a long build,
+    a redelivered message) returns at once: the first one's session holds an
+    advisory lock. Outside any transaction (CONCURRENTLY).
+    """
+    _outside_transaction("CREATE/DROP INDEX")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [MAINTAIN_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            return TenantIndexWork(skipped="another maintainer is running")
+    try:
+        work = plan_tenant_indexes()
+        if dry_run:
+            return work
+        work.dropped = _drop(work.drop)
+        for model_id, dimension, tenant_id, faces in work.build:
+            started = time.monotonic()
+            if ensure_tenant_index(model_id, dimension, tenant_id):
+                work.built.append(tenant_index_name(model_id, tenant_id))
+                logger.info("built %s (%d faces, %d-d) in %.0f s", tenant_index_name(model_id, tenant_id),
+                            faces, dimension, time.monotonic() - started)
+        return work
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [MAINTAIN_LOCK_KEY])

@@ -277,6 +277,17 @@ SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)
 # Buckets an index job may name (empty: any bucket the service's credentials reach).
 S3_ALLOWED_BUCKETS = env_list("S3_ALLOWED_BUCKETS", [])
+# Per-tenant HNSW indexes (embeddings/vector_index.py): every tenant with more
+# than EXACT_SEARCH_MAX_FACES faces of a model gets its own partial index, built
+# CONCURRENTLY by a beat task; dropped when the tenant falls to half of that or
+# is purged. The shared per-model index serves such a tenant until then.
+HNSW_TENANT_M = env_int("HNSW_TENANT_M", 16)
+HNSW_TENANT_EF_CONSTRUCTION = env_int("HNSW_TENANT_EF_CONSTRUCTION", 64)
+HNSW_TENANT_EF_SEARCH = env_int("HNSW_TENANT_EF_SEARCH", 200)
+TENANT_INDEX_INTERVAL_SECONDS = env_int("TENANT_INDEX_INTERVAL_SECONDS", 600)
+# Session maintenance_work_mem for those builds ("" = the server's): the graph
+# must fit in it, ~1.1 KB a face at 128-d, ~2.5 KB at 512-d (BENCHMARKS.md).
+VECTOR_INDEX_MAINTENANCE_WORK_MEM = env("VECTOR_INDEX_MAINTENANCE_WORK_MEM", "")
 
 # --- Index jobs and webhooks (embeddings/job_services.py, tenants/webhooks.py; docs/JOBS.md) --
 INDEX_JOB_MAX_ASSETS = env_int("INDEX_JOB_MAX_ASSETS", 1000)  # assets per submission
@@ -337,6 +348,8 @@ CELERY_BEAT_SCHEDULE["keys-resume-rotations"] = {"task": "tenants.resume_key_rot
 DELETE_SYNC_MAX_FACES = env_int("DELETE_SYNC_MAX_FACES", 10000)
 
 # Last, so that every setting above is checked.
+CELERY_BEAT_SCHEDULE["vector-tenant-indexes"] = {
+    "task": "embeddings.maintain_tenant_indexes", "schedule": TENANT_INDEX_INTERVAL_SECONDS}
 if PRODUCTION:
     check_production_settings(globals())
 # OpenAPI: several models have a `state` field with different choices; name each enum.
