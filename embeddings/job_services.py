@@ -54,7 +54,7 @@ from embeddings import inline_images
 from embeddings.engine import AnalyzeOptions
 from embeddings.image_sources import ImageSource
 from embeddings.models import IndexJob, IndexJobAsset, InlineImage
-from embeddings.services import replace_asset_faces
+from embeddings.services import write_asset_faces
 from faceservice.tenancy import platform_scope, set_tenant_for_transaction, tenant_context
 from tenants import data_keys, webhooks
 
@@ -263,16 +263,25 @@ def _create_job(tenant_id, assets, options, actor, fingerprint, idempotency_key,
 
 # --- Dispatching (fairness) ------------------------------------------------------------
 
-def _publish(tenant_id: UUID | str, job_asset_id: UUID | str, countdown: float | None = None) -> None:
+def _publish(tenant_id: UUID | str, job_asset_ids: Sequence[UUID | str], countdown: float | None = None) -> None:
     from faceservice.celery import app
 
-    app.send_task(INDEX_TASK, args=[str(tenant_id), str(job_asset_id)], countdown=countdown)
+    app.send_task(INDEX_TASK, args=[str(tenant_id), [str(i) for i in job_asset_ids]], countdown=countdown)
 
 
 def _publish_after_commit(tenant_id: UUID | str, ids: Sequence[UUID | str], countdown: float | None = None):
-    for job_asset_id in ids:
+    """One message per INDEX_BATCH_SIZE assets, in order, once the transaction committed.
+
+    A message's assets are claimed together and pipelined in one worker
+    process (embeddings/jobs.py); the tenant's in-flight limit still counts
+    assets, so with the default 8 slots and batches of 4, two worker
+    processes can work on one tenant at once.
+    """
+    size = max(1, settings.INDEX_BATCH_SIZE)
+    for start in range(0, len(ids), size):
+        chunk = list(ids[start:start + size])
         # robust: a broker hiccup must not fail committed work; the sweeper re-sends.
-        transaction.on_commit(lambda i=job_asset_id: _publish(tenant_id, i, countdown), robust=True)
+        transaction.on_commit(lambda c=chunk: _publish(tenant_id, c, countdown), robust=True)
 
 
 # One statement (one round trip): the tenant's free slots, the next pending
@@ -390,6 +399,72 @@ def claim_asset(*, tenant_id: UUID | str, job_asset_id: UUID | str) -> Claim | N
                  queued_ms=max(0.0, (now - queued_since).total_seconds() * 1000))
 
 
+# The batch form: the message's assets in one statement, each with its own
+# fencing token (attempts) and lease. SKIP LOCKED, in id order: an asset that
+# another transaction holds right now (a worker finishing it, a cancel, the
+# sweeper) is not ours to process, and two overlapping claims never deadlock.
+_CLAIM_MANY_SQL = """
+WITH free AS (
+    SELECT id FROM embeddings_indexjobasset
+    WHERE id = ANY(%(ids)s::uuid[]) AND tenant_id = %(tenant)s
+    ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE embeddings_indexjobasset a
+SET state = 'processing', attempts = a.attempts + 1, lease_expires_at = %(lease)s,
+    started_at = COALESCE(a.started_at, %(now)s)
+FROM free, embeddings_indexjob j
+WHERE a.id = free.id AND j.id = a.job_id AND j.state <> 'cancelled'
+  AND (a.state = 'queued'
+       OR (a.state = 'retry_wait' AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= %(due)s))
+       OR (a.state = 'processing' AND a.lease_expires_at < %(now)s AND a.attempts < %(max_attempts)s))
+RETURNING a.id, a.attempts, a.asset_id, a.subject_id, a.source_kind, a.source, a.dispatched_at,
+          j.id, j.state, j.options, j.created_at, j.faces_expire_at
+"""
+
+
+def claim_assets(*, tenant_id: UUID | str, job_asset_ids: Sequence[UUID | str]) -> list[Claim]:
+    """Claim a message's assets at once (see claim_asset); those not ours to process are left out.
+
+    In the order given (the dispatch's round-robin order).
+    """
+    now = timezone.now()
+    with _bound(tenant_id, durable=False), connection.cursor() as cursor:
+        cursor.execute(_CLAIM_MANY_SQL, {
+            "ids": [str(i) for i in job_asset_ids], "tenant": str(tenant_id), "now": now,
+            "due": now + timedelta(seconds=2), "lease": now + timedelta(seconds=settings.INDEX_ASSET_LEASE_SECONDS),
+            "max_attempts": settings.INDEX_MAX_ATTEMPTS})
+        found = {str(row[0]): row[1:] for row in cursor.fetchall()}
+        starting = sorted({str(row[6]) for row in found.values() if row[7] == Job.QUEUED})
+        if starting:
+            IndexJob.objects.filter(id__in=starting, state=Job.QUEUED).update(state=Job.RUNNING, started_at=now)
+    return [_claim_of(tenant_id, str(i), found[str(i)], now) for i in job_asset_ids if str(i) in found]
+
+
+def _claim_of(tenant_id: UUID | str, job_asset_id: str, row: tuple, now: datetime) -> Claim:
+    attempts, asset_id, subject_id, kind, source, dispatched_at, job_id, _, options, created_at, \
+        faces_expire_at = row
+    queued_since = dispatched_at or created_at
+    return Claim(tenant_id=str(tenant_id), job_id=str(job_id), job_asset_id=job_asset_id, attempt=attempts,
+                 asset_id=asset_id, subject_id=subject_id, source_kind=kind, source=_json(source),
+                 options=JobOptions.from_dict(_json(options)), submitted_at=created_at,
+                 faces_expire_at=faces_expire_at,
+                 queued_ms=max(0.0, (now - queued_since).total_seconds() * 1000))
+
+
+def renew_leases(*, tenant_id: UUID | str, claims: Sequence[Claim]) -> int:
+    """Extend the leases of claims still held (a heartbeat for a long batch). How many were renewed."""
+    if not claims:
+        return 0
+    lease = timezone.now() + timedelta(seconds=settings.INDEX_ASSET_LEASE_SECONDS)
+    with _bound(tenant_id, durable=False), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE embeddings_indexjobasset a SET lease_expires_at = %s "
+            "FROM unnest(%s::uuid[], %s::int[]) AS held(id, attempts) "
+            "WHERE a.id = held.id AND a.tenant_id = %s AND a.state = 'processing' AND a.attempts = held.attempts",
+            [lease, [c.job_asset_id for c in claims], [c.attempt for c in claims], str(tenant_id)])
+        return cursor.rowcount
+
+
 def _json(value: Any) -> Any:
     # Django hands jsonb to the JSONField as text; a raw cursor sees the same.
     return json.loads(value) if isinstance(value, str) else value
@@ -419,32 +494,100 @@ def _held(tenant_id: str, claim: Claim) -> HeldRow | None:
 
 
 def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any], model_id: str,
-                   timings: dict[str, float]) -> str:
+                   timings: dict[str, float], refill: bool = True) -> str:
     """Write the asset's faces and mark it succeeded, in one transaction. 'stale' if we lost it."""
     now = timezone.now()
     with _bound(claim.tenant_id):
         row = _held(claim.tenant_id, claim)
         if row is None:
             return "stale"
-        started = timezone.now()
-        indexed = replace_asset_faces(
-            tenant_id=claim.tenant_id, asset_id=row.asset_id, faces=faces, model_id=model_id,
-            submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
-            job_id=row.job_id, expires_at=claim.faces_expire_at)
-        results = [] if indexed.superseded else [
-            {"face_id": str(face_id), "bbox": _box(face.bbox), "det_score": round(float(face.det_score), 4)}
-            for face_id, face in zip(indexed.face_ids, faces, strict=True)]
-        left = [{"bbox": _box(f.bbox), "det_score": round(float(f.det_score), 4),
-                 "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
-        _finish(row, Asset.SUCCEEDED, now, faces=results, left_out=left, superseded=indexed.superseded,
-                error_code="", error_message="",
-                timings={**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1)})
-        _count(row.job_id, now, assets_done=1, faces_indexed=len(results), faces_left_out=len(left))
-    transaction.on_commit(lambda: dispatch_tenant(tenant_id=claim.tenant_id), robust=True)
+        indexed, left = _store(row, claim, faces, left_out, model_id, timings, now)
+        _count(row.job_id, now, assets_done=1, faces_indexed=indexed, faces_left_out=left)
+    if refill:
+        transaction.on_commit(lambda: dispatch_tenant(tenant_id=claim.tenant_id), robust=True)
     return "succeeded"
 
 
-def fail_asset(*, claim: Claim, failure: Failure) -> str:
+def _store(row: HeldRow, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any], model_id: str,
+           timings: dict[str, float], now: datetime) -> tuple[int, int]:
+    """The faces and the asset's result, in the caller's transaction (bound, row locked). (indexed, left out)"""
+    started = timezone.now()
+    indexed = write_asset_faces(
+        tenant_id=claim.tenant_id, asset_id=row.asset_id, faces=faces, model_id=model_id,
+        submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
+        job_id=row.job_id, expires_at=claim.faces_expire_at)
+    results = [] if indexed.superseded else [
+        {"face_id": str(face_id), "bbox": _box(face.bbox), "det_score": round(float(face.det_score), 4)}
+        for face_id, face in zip(indexed.face_ids, faces, strict=True)]
+    left = [{"bbox": _box(f.bbox), "det_score": round(float(f.det_score), 4),
+             "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
+    _finish(row, Asset.SUCCEEDED, now, faces=results, left_out=left, superseded=indexed.superseded,
+            error_code="", error_message="",
+            timings={**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1)})
+    return len(results), len(left)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One analysed asset, ready to be stored."""
+
+    claim: Claim
+    faces: Sequence[Any]
+    left_out: Sequence[Any]
+    model_id: str
+    timings: dict[str, float]
+
+
+def complete_assets(*, finished: Sequence[Finished], refill: bool = True) -> dict[str, str]:
+    """complete_asset for several assets of one tenant in ONE transaction (a micro-batch).
+
+    Each asset is still fenced by its own claim, gets its own faces.indexed
+    event and its own result; the row locks, the job counters and the COMMIT
+    are paid once. All or nothing: if one asset's write raises, none is
+    stored and the caller completes them one by one. {job_asset_id: outcome}.
+    """
+    if not finished:
+        return {}
+    tenant_id = finished[0].claim.tenant_id
+    if any(item.claim.tenant_id != tenant_id for item in finished):
+        raise ValueError("a micro-batch holds one tenant's assets")
+    now = timezone.now()
+    outcomes: dict[str, str] = {}
+    with _bound(tenant_id):
+        held = _held_many(tenant_id, [item.claim for item in finished])
+        counts: dict[UUID, dict[str, int]] = {}
+        for item in finished:
+            row = held.get(item.claim.job_asset_id)
+            if row is None:
+                outcomes[item.claim.job_asset_id] = "stale"
+                continue
+            stored = _store(row, item.claim, item.faces, item.left_out, item.model_id, item.timings, now)
+            job = counts.setdefault(row.job_id, {"assets_done": 0, "faces_indexed": 0, "faces_left_out": 0})
+            job["assets_done"] += 1
+            job["faces_indexed"] += stored[0]
+            job["faces_left_out"] += stored[1]
+            outcomes[item.claim.job_asset_id] = "succeeded"
+        for job_id in sorted(counts, key=str):  # one lock order for every micro-batch
+            _count(job_id, now, **counts[job_id])
+    if refill:
+        transaction.on_commit(lambda: dispatch_tenant(tenant_id=tenant_id), robust=True)
+    return outcomes
+
+
+def _held_many(tenant_id: str, claims: Sequence[Claim]) -> dict[str, HeldRow]:
+    """The rows these claims still hold, locked in id order (the order cancel_job locks in)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.id, a.tenant_id, a.job_id, a.asset_id, a.subject_id, a.source_kind, a.source, a.attempts "
+            "FROM embeddings_indexjobasset a JOIN unnest(%s::uuid[], %s::int[]) AS held(id, attempts) "
+            "ON a.id = held.id AND a.attempts = held.attempts "
+            "WHERE a.tenant_id = %s AND a.state = 'processing' ORDER BY a.id FOR UPDATE OF a",
+            [[c.job_asset_id for c in claims], [c.attempt for c in claims], str(tenant_id)])
+        rows = [HeldRow(*found[:6], _json(found[6]), found[7]) for found in cursor.fetchall()]
+    return {str(row.id): row for row in rows}
+
+
+def fail_asset(*, claim: Claim, failure: Failure, refill: bool = True) -> str:
     """Fail the asset for good (a permanent error, or retries exhausted)."""
     now = timezone.now()
     with _bound(claim.tenant_id):
@@ -452,14 +595,15 @@ def fail_asset(*, claim: Claim, failure: Failure) -> str:
         if row is None:
             return "stale"
         _finish_failed(row, failure, now)
-    transaction.on_commit(lambda: dispatch_tenant(tenant_id=claim.tenant_id), robust=True)
+    if refill:
+        transaction.on_commit(lambda: dispatch_tenant(tenant_id=claim.tenant_id), robust=True)
     return "failed"
 
 
-def retry_asset(*, claim: Claim, failure: Failure) -> str:
+def retry_asset(*, claim: Claim, failure: Failure, refill: bool = True) -> str:
     """Schedule another attempt after a transient failure (backoff + jitter), or fail when out of attempts."""
     if claim.attempt >= settings.INDEX_MAX_ATTEMPTS:
-        return fail_asset(claim=claim, failure=failure)
+        return fail_asset(claim=claim, failure=failure, refill=refill)
     now = timezone.now()
     delay = retry_delay(claim.attempt)
     with _bound(claim.tenant_id):

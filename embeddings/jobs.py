@@ -1,24 +1,44 @@
-"""The worker's side of an index job: one asset from claim to faces.
+"""The worker's side of an index job: assets from claim to faces.
 
 claim (PostgreSQL) -> fetch the bytes (URL through the SSRF guard, S3, or the
 sealed inline image) -> decode in memory -> detect + embed (the process-wide
 engine) -> complete (faces + asset state in one transaction). Errors are
 sorted into transient (retry with backoff) and permanent (the asset fails
 with the error's code); see `classify`.
+
+A message names a batch of assets (INDEX_BATCH_SIZE). `run_batch` claims
+them in one statement and pipelines them inside the worker process, because
+onnxruntime releases the GIL while the model runs:
+
+    fetch thread:  fetch+decode 2 | fetch+decode 3 | ...
+    this thread:   analyze 1      | analyze 2      | analyze 3 ...
+    store thread:                 | ...            | commit 1..B (one transaction), refill
+
+so a worker process spends its time in the model, and the store's work
+(encrypt, faces, audit, counters) runs beside it. The store thread outlives
+the task: the next message's first image is analysed while the previous
+batch commits. That is safe because PostgreSQL, not the broker, decides:
+every asset stays `processing` under its lease until its commit; if the
+process dies before, the sweeper hands the asset out again (as for a worker
+killed mid-asset), and a stale claim cannot commit (fencing by attempts).
+`run_asset` is the same work for one asset, synchronously, in this thread.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import queue
 import socket
 import ssl
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 from embeddings import inline_images, job_services
 from embeddings.engine import ImageError, decode_image
@@ -67,18 +87,22 @@ def run_asset(*, tenant_id: str, job_asset_id: str) -> str:
         processed = process(claim)
         return job_services.complete_asset(claim=claim, faces=processed.faces, left_out=processed.left_out,
                                            model_id=processed.model_id, timings=processed.timings)
-    except Exception as exc:  # every failure is classified and recorded
-        failure = classify(exc)
-        if failure.code == "internal_error":
-            logger.error("index asset failed unexpectedly", exc_info=exc,
-                         extra={"tenant_id": tenant_id, "job_asset_id": job_asset_id})
-        else:
-            logger.info("index asset failed", extra={"tenant_id": tenant_id, "job_asset_id": job_asset_id,
-                                                      "code": failure.code, "transient": failure.transient,
-                                                      "attempt": claim.attempt})
-        if failure.transient:
-            return job_services.retry_asset(claim=claim, failure=failure)
-        return job_services.fail_asset(claim=claim, failure=failure)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+        return record_failure(claim, exc)
+
+
+def record_failure(claim: job_services.Claim, exc: BaseException, *, refill: bool = True) -> str:
+    """Classify the error and retry the asset later or fail it for good."""
+    failure = classify(exc)
+    where = {"tenant_id": claim.tenant_id, "job_asset_id": claim.job_asset_id}
+    if failure.code == "internal_error":
+        logger.error("index asset failed unexpectedly", exc_info=exc, extra=where)
+    else:
+        logger.info("index asset failed", extra={**where, "code": failure.code, "transient": failure.transient,
+                                                  "attempt": claim.attempt})
+    if failure.transient:
+        return job_services.retry_asset(claim=claim, failure=failure, refill=refill)
+    return job_services.fail_asset(claim=claim, failure=failure, refill=refill)
 
 
 def process(claim: job_services.Claim) -> Processed:
@@ -138,6 +162,179 @@ def ensure_index(model_id: str, dimension: int) -> None:
         logger.warning("could not create the vector index; will try again", exc_info=True)
         return
     _indexed_models.add(model_id)
+
+
+# --- Batches, pipelined -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fetched and decoded image (memory only), or why it could not be."""
+
+    image: object | None
+    error: BaseException | None
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the store thread is handed: an analysed asset or a failure, and whether it ends its batch."""
+
+    claim: job_services.Claim
+    finished: job_services.Finished | None
+    error: BaseException | None
+    last: bool
+
+
+def run_batch(*, tenant_id: str, job_asset_ids: list[str], wait: bool = False) -> str:
+    """Claim a message's assets and pipeline them (module docstring). Returns a summary for logs.
+
+    wait=True returns only after every claimed asset was committed (tests,
+    and callers that need the results); a Celery task does not wait.
+    """
+    claims = job_services.claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
+    if not claims:
+        return "skipped"
+    worker = pipeline()
+    renewed_at = time.monotonic()
+    ahead: Future = worker.fetcher.submit(prepare, claims[0])
+    for i, claim in enumerate(claims):
+        if time.monotonic() - renewed_at > settings.INDEX_ASSET_LEASE_SECONDS / 3:
+            # A slow batch (timeouts): keep the leases of what is not committed yet.
+            job_services.renew_leases(tenant_id=tenant_id, claims=claims[i:])
+            renewed_at = time.monotonic()
+        current = ahead
+        if i + 1 < len(claims):
+            ahead = worker.fetcher.submit(prepare, claims[i + 1])
+        worker.store(analyse(claim, current.result()), last=i == len(claims) - 1)
+    if wait:
+        worker.wait()
+    return f"{len(claims)} claimed"
+
+
+def prepare(claim: job_services.Claim) -> Prepared:
+    """Fetch and decode one image (the fetch thread). Exceptions are handed on, not raised."""
+    started = time.perf_counter()
+    try:
+        close_old_connections()  # this thread's own connection (inline images)
+        data = fetch(claim)
+        fetched = time.perf_counter()
+        image = decode_image(data, image_limits())
+    except Exception as exc:  # noqa: BLE001 - classified by the store thread, like run_asset does
+        return Prepared(None, exc, {})
+    del data
+    return Prepared(image, None, {"fetch_ms": round((fetched - started) * 1000, 1),
+                                  "decode_ms": round((time.perf_counter() - fetched) * 1000, 1)})
+
+
+def analyse(claim: job_services.Claim, prepared: Prepared) -> Outcome:
+    """Detect and embed (this thread: the model's). Nothing is written."""
+    if prepared.error is not None:
+        return Outcome(claim, None, prepared.error, last=False)
+    try:
+        started = time.perf_counter()
+        engine = face_engine()
+        analysis = engine.analyze(prepared.image, claim.options.analyze_options())
+        timings = {"fetch_ms": prepared.timings["fetch_ms"],
+                   "analyze_ms": round(prepared.timings["decode_ms"] + (time.perf_counter() - started) * 1000, 1)}
+        ensure_index(engine.model_id, engine.dimension)
+    except Exception as exc:  # noqa: BLE001 - classified by the store thread
+        return Outcome(claim, None, exc, last=False)
+    finished = job_services.Finished(claim=claim, faces=list(analysis.faces), left_out=list(analysis.left_out),
+                                     model_id=analysis.model_id, timings=timings)
+    return Outcome(claim, finished, None, last=False)
+
+
+class Pipeline:
+    """The worker process's fetch thread and store thread (one of each, made on first use)."""
+
+    def __init__(self) -> None:
+        self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-fetch")
+        # Bounded: if the store falls behind, the model waits instead of piling up results.
+        self.queue: queue.Queue[Outcome | None] = queue.Queue(maxsize=2 * max(1, settings.INDEX_BATCH_SIZE))
+        self.thread = threading.Thread(target=self._run, name="index-store", daemon=True)
+        self.thread.start()
+
+    def store(self, outcome: Outcome, *, last: bool) -> None:
+        self.queue.put(Outcome(outcome.claim, outcome.finished, outcome.error, last=last))
+
+    def wait(self) -> None:
+        """Until everything handed over so far is committed (or recorded as failed)."""
+        self.queue.join()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.fetcher.shutdown(wait=True)
+
+    def _run(self) -> None:
+        group: list[Outcome] = []
+        while True:
+            outcome = self.queue.get()
+            if outcome is None:
+                self._flush(group)
+                self.queue.task_done()
+                return
+            if group and group[0].claim.tenant_id != outcome.claim.tenant_id:
+                self._flush(group)
+            group.append(outcome)
+            if outcome.last or len(group) >= max(1, settings.INDEX_BATCH_SIZE):
+                self._flush(group)
+
+    def _flush(self, group: list[Outcome]) -> None:
+        """Commit the group: its analysed assets in one transaction, failures one by one; then refill."""
+        if not group:
+            return
+        try:
+            close_old_connections()
+            tenant_id = group[0].claim.tenant_id
+            ready = [o.finished for o in group if o.finished is not None]
+            try:
+                job_services.complete_assets(finished=ready, refill=False)
+            except Exception:  # one bad asset must not fail the others: store them one by one
+                logger.info("micro-batch commit failed; storing its assets one by one", exc_info=True)
+                for item in ready:
+                    _guarded(item.claim, lambda i=item: job_services.complete_asset(
+                        claim=i.claim, faces=i.faces, left_out=i.left_out, model_id=i.model_id,
+                        timings=i.timings, refill=False))
+            for outcome in group:
+                if outcome.error is not None:
+                    record_failure(outcome.claim, outcome.error, refill=False)
+            if any(o.last for o in group):
+                job_services.dispatch_tenant(tenant_id=tenant_id)
+        except Exception:  # the store thread must survive anything; leases cover what was lost
+            logger.exception("index store thread: could not finish a group")
+        finally:
+            for _ in group:
+                self.queue.task_done()
+            group.clear()
+
+
+def _guarded(claim: job_services.Claim, store) -> str:
+    try:
+        return store()
+    except Exception as exc:  # noqa: BLE001 - classified and recorded
+        return record_failure(claim, exc, refill=False)
+
+
+_pipeline: Pipeline | None = None
+_pipeline_lock = threading.Lock()
+
+
+def pipeline() -> Pipeline:
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is None:
+            _pipeline = Pipeline()
+        return _pipeline
+
+
+def drain_pipeline() -> None:
+    """Commit what the store thread holds and stop it (a worker process shutting down)."""
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is not None:
+            _pipeline.close()
+            _pipeline = None
 
 
 def classify(exc: BaseException) -> job_services.Failure:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
@@ -73,13 +73,6 @@ def protect_faces(*, tenant_id: UUID | str, faces: Sequence[DetectedFace], model
     return protected
 
 
-def expiry_for(tenant: Tenant, now: datetime, expires_at: datetime | None) -> datetime | None:
-    if tenant.face_retention_days:
-        retention_end = now + timedelta(days=tenant.face_retention_days)
-        return min(expires_at, retention_end) if expires_at else retention_end
-    return expires_at
-
-
 def replace_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence[DetectedFace],
                         model_id: str, submitted_at: datetime, actor: Actor,
                         subject_id: str | None = None, job_id: UUID | None = None,
@@ -90,36 +83,84 @@ def replace_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence
     faces again (no duplicates), and a submission older than the one already
     indexed changes nothing (`superseded`).
     """
-    key = data_keys.active_key(tenant_id=tenant_id, actor=actor)
-    protected = protect_faces(tenant_id=tenant_id, faces=faces, model_id=model_id, key=key)
-    now = timezone.now()
     with tenant_context(tenant_id):
-        tenant = Tenant.objects.get(id=tenant_id)
-        asset, created = Asset.objects.select_for_update().get_or_create(
-            tenant_id=tenant_id, asset_id=asset_id,
-            defaults={"subject_id": subject_id, "source_submitted_at": submitted_at})
-        if not created and asset.source_submitted_at > submitted_at:
-            current = list(Face.objects.filter(tenant_id=tenant_id, asset_id=asset_id)
-                           .values_list("id", flat=True))
+        return write_asset_faces(tenant_id=tenant_id, asset_id=asset_id, faces=faces, model_id=model_id,
+                                 submitted_at=submitted_at, actor=actor, subject_id=subject_id, job_id=job_id,
+                                 expires_at=expires_at)
+
+
+# The tenant's retention and its active key version in one round trip, read
+# inside the write's transaction: a rotation that committed before it is seen
+# here, so new faces never go out under a version that is already retiring.
+_TENANT_AND_KEY_SQL = """
+SELECT t.face_retention_days, k.version
+FROM tenants_tenant t LEFT JOIN tenants_tenantkey k ON k.tenant_id = t.id AND k.status = 'active'
+WHERE t.id = %s
+"""
+
+# Insert the asset or lock and update it, in one statement and without a
+# savepoint. The conflicting row is locked even when the WHERE refuses the
+# update, so "no row back" means: a newer submission of this asset was
+# indexed already (superseded), and nobody changes it until we commit.
+_UPSERT_ASSET_SQL = """
+INSERT INTO embeddings_asset AS a (id, tenant_id, asset_id, subject_id, face_count, source_submitted_at, indexed_at)
+VALUES (%(id)s, %(tenant)s, %(asset)s, %(subject)s, %(count)s, %(submitted)s, %(now)s)
+ON CONFLICT (tenant_id, asset_id) DO UPDATE
+SET subject_id = EXCLUDED.subject_id, face_count = EXCLUDED.face_count,
+    source_submitted_at = EXCLUDED.source_submitted_at, indexed_at = EXCLUDED.indexed_at
+WHERE a.source_submitted_at <= EXCLUDED.source_submitted_at
+RETURNING a.id
+"""
+
+
+def write_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence[DetectedFace], model_id: str,
+                      submitted_at: datetime, actor: Actor, subject_id: str | None = None,
+                      job_id: UUID | None = None, expires_at: datetime | None = None) -> IndexedAsset:
+    """replace_asset_faces for a caller whose open transaction is already bound to the tenant.
+
+    The index workers' hot path: one tenant scope (the caller's), no
+    savepoints, six statements plus the audit append.
+    """
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_TENANT_AND_KEY_SQL, [str(tenant_id)])
+        found = cursor.fetchone()
+        if found is None:
+            raise Tenant.DoesNotExist(f"no tenant {tenant_id}")
+        retention_days, version = found
+        key = (data_keys.key_ref(tenant_id=tenant_id, version=version) if version is not None
+               else data_keys.active_key(tenant_id=tenant_id, actor=actor))  # the tenant's first key
+        protected = protect_faces(tenant_id=tenant_id, faces=faces, model_id=model_id, key=key)
+        cursor.execute(_UPSERT_ASSET_SQL, {
+            "id": uuid.uuid4(), "tenant": str(tenant_id), "asset": asset_id, "subject": subject_id,
+            "count": len(protected), "submitted": submitted_at, "now": now})
+        if cursor.fetchone() is None:
+            current = list(Face.objects.filter(tenant_id=tenant_id, asset_id=asset_id).values_list("id", flat=True))
             return IndexedAsset(asset_id=asset_id, face_ids=current, superseded=True)
-        replaced, _ = Face.objects.filter(tenant_id=tenant_id, asset_id=asset_id).delete()
-        Face.objects.bulk_create([
-            Face(id=face_id, tenant_id=tenant_id, asset_id=asset_id, subject_id=subject_id, job_id=job_id,
-                 bbox=[round(float(v), 2) for v in face.bbox], det_score=float(face.det_score),
-                 model_id=model_id, key_version=key.version, embedding_ciphertext=ciphertext,
-                 search_vector=vector, created_at=now, expires_at=expiry_for(tenant, now, expires_at))
-            for face, (face_id, ciphertext, vector) in zip(faces, protected, strict=True)
-        ])
-        asset.subject_id, asset.face_count = subject_id, len(protected)
-        asset.source_submitted_at, asset.indexed_at = submitted_at, now
-        asset.save()
-        face_ids = [face_id for face_id, _, _ in protected]
-        record_event(tenant_id=tenant_id, actor=actor, action="faces.indexed",
-                     target={"asset_id": asset_id, "subject_id": subject_id,
-                             "job_id": str(job_id) if job_id else None},
-                     details={"faces": len(face_ids), "replaced": replaced, "key_version": key.version,
-                              "model_id": model_id})
+        cursor.execute("DELETE FROM embeddings_face WHERE tenant_id = %s AND asset_id = %s",
+                       [str(tenant_id), asset_id])
+        replaced = cursor.rowcount
+    expiry = _expiry(retention_days, now, expires_at)
+    Face.objects.bulk_create([
+        Face(id=face_id, tenant_id=tenant_id, asset_id=asset_id, subject_id=subject_id, job_id=job_id,
+             bbox=[round(float(v), 2) for v in face.bbox], det_score=float(face.det_score),
+             model_id=model_id, key_version=key.version, embedding_ciphertext=ciphertext,
+             search_vector=vector, created_at=now, expires_at=expiry)
+        for face, (face_id, ciphertext, vector) in zip(faces, protected, strict=True)
+    ])
+    face_ids = [face_id for face_id, _, _ in protected]
+    record_event(tenant_id=tenant_id, actor=actor, action="faces.indexed",
+                 target={"asset_id": asset_id, "subject_id": subject_id, "job_id": str(job_id) if job_id else None},
+                 details={"faces": len(face_ids), "replaced": replaced, "key_version": key.version,
+                          "model_id": model_id})
     return IndexedAsset(asset_id=asset_id, face_ids=face_ids, replaced=replaced)
+
+
+def _expiry(retention_days: int | None, now: datetime, expires_at: datetime | None) -> datetime | None:
+    if retention_days:
+        retention_end = now + timedelta(days=retention_days)
+        return min(expires_at, retention_end) if expires_at else retention_end
+    return expires_at
 
 
 def _delete_matching(tenant_id: UUID | str, *, face_ids: Iterable[UUID] = (),

@@ -12,13 +12,24 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown
 
 from embeddings import job_services, jobs, services
 
 
 @shared_task(name=job_services.INDEX_TASK, ignore_result=True)
-def index_asset(tenant_id: str, job_asset_id: str) -> str:
-    return jobs.run_asset(tenant_id=tenant_id, job_asset_id=job_asset_id)
+def index_asset(tenant_id: str, job_asset_ids: list[str] | str) -> str:
+    # A batch of ids; a single id in messages published before batching.
+    ids = [job_asset_ids] if isinstance(job_asset_ids, str) else list(job_asset_ids)
+    return jobs.run_batch(tenant_id=tenant_id, job_asset_ids=ids)
+
+
+@worker_process_shutdown.connect
+def commit_what_the_store_thread_holds(**kwargs) -> None:
+    # A worker process that stops (warm shutdown, max tasks per child) first
+    # commits the assets its store thread still holds; a killed one leaves
+    # them to the sweeper (their leases expire).
+    jobs.drain_pipeline()
 
 
 @shared_task(name="embeddings.dispatch_index_assets", ignore_result=True)

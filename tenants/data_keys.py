@@ -76,6 +76,11 @@ def data_key(*, tenant_id: UUID | str, version: int) -> bytes:
     return key_cache().get_or_load(tenant_id, version, load)
 
 
+def key_ref(*, tenant_id: UUID | str, version: int) -> DataKeyRef:
+    """A version the caller read from the database (e.g. the active one, inside its own transaction)."""
+    return DataKeyRef(version=version, key=data_key(tenant_id=tenant_id, version=version))
+
+
 def readable_versions(*, tenant_id: UUID | str) -> list[int]:
     """Versions whose faces may exist: the active one and any still retiring."""
     with tenant_context(tenant_id):

@@ -84,10 +84,19 @@ def update(model, filters: dict, **values) -> int:
 
 
 class Published(list):
-    """Stands in for the broker: (tenant_id, job_asset_id, countdown) in publish order."""
+    """Stands in for the broker: (tenant_id, job_asset_id, countdown) per asset in publish order.
 
-    def __call__(self, tenant_id, job_asset_id, countdown=None):
-        self.append((str(tenant_id), str(job_asset_id), countdown))
+    `messages` keeps the messages themselves: (tenant_id, [job_asset_id, ...], countdown).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[tuple[str, list[str], float | None]] = []
+
+    def __call__(self, tenant_id, job_asset_ids, countdown=None):
+        ids = [str(i) for i in job_asset_ids]
+        self.messages.append((str(tenant_id), ids, countdown))
+        self.extend((str(tenant_id), i, countdown) for i in ids)
 
     def ids(self) -> list[str]:
         return [job_asset_id for _, job_asset_id, _ in self]

@@ -109,9 +109,9 @@ def test_nothing_of_an_inline_image_is_plain_in_redis_or_the_database(tenant, cl
     assert ours, "the job's message should be in the broker"
     for value in redis_values(broker):
         assert not leaks(value, pieces), "image bytes found in Redis"
-    # The message itself carries exactly the two ids.
+    # The message itself carries only ids: the tenant's and its batch of job assets.
     bodies = [json.loads(v) for v in ours if v.startswith(b"[")]
-    assert [[str(tenant.id), str(row.id)], {}] in [b[:2] for b in bodies]
+    assert [[str(tenant.id), [str(row.id)]], {}] in [b[:2] for b in bodies]
 
     tables = database_text()
     for table, text in tables.items():
