@@ -310,17 +310,41 @@ def build_index(args, model_id: str) -> dict:
         notices.append(diag.message_primary or "")
 
     connection.connection.add_notice_handler(on_notice)
+    created, build_s = False, 0.0
     try:
-        t0 = time.perf_counter()
-        created = ensure_vector_index(model_id, args.dim)
-        build_s = time.perf_counter() - t0
+        if args.shared_index:
+            t0 = time.perf_counter()
+            created = ensure_vector_index(model_id, args.dim)
+            build_s = time.perf_counter() - t0
+        tenant_builds = build_tenant_indexes(model_id) if args.tenant_indexes else []
     finally:
         connection.connection.remove_notice_handler(on_notice)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE embeddings_face")
     return {"vacuum_analyze_s": vacuum_s, "build_s": build_s, "created": created,
+            "shared_index": args.shared_index, "tenant_builds": tenant_builds,
+            "loadavg_during_builds": os.getloadavg(),
             "maintenance_work_mem": mwm, "max_parallel_maintenance_workers": workers,
             "notices": [n for n in notices if n]}
+
+
+def build_tenant_indexes(model_id: str) -> list[dict]:
+    """The service's own maintenance (vector_index.maintain_tenant_indexes) builds the
+    per-tenant indexes, one at a time; each build is timed here by running its plan
+    step by step with the same functions."""
+    from embeddings.vector_index import ensure_tenant_index, plan_tenant_indexes, tenant_index_name
+
+    builds = []
+    for m, dimension, tenant_id, faces in plan_tenant_indexes().build:
+        if m != model_id:
+            continue
+        t0 = time.perf_counter()
+        ensure_tenant_index(m, dimension, tenant_id)
+        build_s = time.perf_counter() - t0
+        builds.append({"tenant_id": tenant_id, "faces": faces, "build_s": build_s,
+                       "name": tenant_index_name(m, tenant_id), "loadavg": os.getloadavg()[0]})
+        log(f"tenant index for {faces} faces built in {build_s:.1f}s (load {os.getloadavg()[0]:.1f})")
+    return builds
 
 
 def pick_queries(tenants: list[BenchTenant]) -> list[tuple[BenchTenant, int]]:
@@ -384,7 +408,8 @@ def measure_ann(args, model_id: str, queries, projected, faiss_indexes: dict | N
 
     conn = raw_connection()
     clock = CpuClock(backend_pid(conn))
-    sql = candidate_sql(model_id, args.dim, exact=False, columns="asset_id")
+    sqls = {t.tenant_id: candidate_sql(model_id, args.dim, exact=False, tenant_id=t.tenant_id, columns="asset_id")
+            for t, _ in queries}
     texts = [vector_text(projected[t.tenant_id][q]) for t, q in queries]
     pg: dict[int, Series] = {}
     fa: dict[int, Series] = {}
@@ -395,7 +420,7 @@ def measure_ann(args, model_id: str, queries, projected, faiss_indexes: dict | N
         for i, ((t, q), text) in enumerate(list(zip(queries, texts, strict=True))[:args.warmup]
                                            + list(zip(queries, texts, strict=True))):
             c0 = clock.now()
-            run = run_candidates(conn, sql=sql, tenant_id=t.tenant_id, key_version=t.key_version, vector=text,
+            run = run_candidates(conn, sql=sqls[t.tenant_id], tenant_id=t.tenant_id, key_version=t.key_version, vector=text,
                                  limit=TOP_K, ef_search=ef)
             # (the backend CPU includes the untimed set_config statement: < 0.05 ms)
             cpu = CpuClock.ms(c0, clock.now())
@@ -422,9 +447,9 @@ def measure_ann(args, model_id: str, queries, projected, faiss_indexes: dict | N
         sample = next(((t, q) for t, q in queries if t.bucket == bucket), None)
         if sample:
             t, q = sample
-            plan = explain(conn, sql=sql, tenant_id=t.tenant_id, key_version=t.key_version,
+            plan = explain(conn, sql=sqls[t.tenant_id], tenant_id=t.tenant_id, key_version=t.key_version,
                            vector=vector_text(projected[t.tenant_id][q]), limit=TOP_K, ef_search=100)
-            exact_sql = candidate_sql(model_id, args.dim, exact=True, columns="asset_id")
+            exact_sql = candidate_sql(model_id, args.dim, exact=True, tenant_id=t.tenant_id, columns="asset_id")
             exact_plan = explain(conn, sql=exact_sql, tenant_id=t.tenant_id, key_version=t.key_version,
                                  vector=vector_text(projected[t.tenant_id][q]), limit=TOP_K, ef_search=None)
             plans[bucket] = {"tenant_faces": t.data.size, "kind": plan_kind(plan, model_id), "plan": plan,
@@ -659,7 +684,10 @@ def render(report: dict, ann: dict[int, Series], faiss_series: dict[int, Series]
     lines = []
     meta = report["meta"]
     lines.append(f"### {meta['faces']:,} faces × {meta['dim']}-d, {meta['tenants']} tenants "
-                 f"(m={meta['m']}, ef_construction={meta['ef_construction']})")
+                 f"(m={meta['m']}, ef_construction={meta['ef_construction']}, per-tenant indexes: "
+                 f"{'yes' if meta.get('tenant_indexes') else 'no'}; load average at start "
+                 f"{', '.join(f'{x:.1f}' for x in meta.get('loadavg_start', ()))}, at end "
+                 f"{', '.join(f'{x:.1f}' for x in meta['loadavg_end'])})")
     lines.append("")
     sizes = report["load"]["tenant_sizes"]
     counts = defaultdict(list)
@@ -675,9 +703,17 @@ def render(report: dict, ann: dict[int, Series], faiss_series: dict[int, Series]
                  f"(COPY {load['copy_s']:.0f} s, encrypt {load['encrypt_s']:.0f} s, "
                  f"project {load['project_s']:.1f} s) |")
     lines.append(f"| VACUUM ANALYZE | {build['vacuum_analyze_s']:.1f} s |")
-    lines.append(f"| HNSW build (`ensure_vector_index`) | {build['build_s']:.1f} s "
-                 f"(maintenance_work_mem {build['maintenance_work_mem']}, "
-                 f"{build['max_parallel_maintenance_workers']} parallel workers) |")
+    if build.get("shared_index", True):
+        lines.append(f"| shared HNSW build (`ensure_vector_index`) | {build['build_s']:.1f} s "
+                     f"(maintenance_work_mem {build['maintenance_work_mem']}, "
+                     f"{build['max_parallel_maintenance_workers']} parallel workers) |")
+    else:
+        lines.append("| shared HNSW build | not built (`--no-shared-index`) |")
+    tenant_hnsw = sizes_.get("extra", {}).get("tenant_hnsw_bytes", {})
+    for b in build.get("tenant_builds", []):
+        size = tenant_hnsw.get(b["name"], 0) / (1024 * 1024)
+        lines.append(f"| per-tenant HNSW build, {b['faces']:,} faces (`ensure_tenant_index`) | "
+                     f"{b['build_s']:.1f} s, {size:,.0f} MiB (load average {b['loadavg']:.1f}) |")
     mib = 1024 * 1024
     lines.append(f"| heap / TOAST / btrees / HNSW | {sizes_['table_bytes'] / mib:,.0f} / "
                  f"{sizes_['toast_bytes'] / mib:,.0f} / {sizes_['btree_bytes'] / mib:,.0f} / "
@@ -797,6 +833,11 @@ def parse_args(argv=None):
                         help="fill the ciphertext column with random bytes (then no re-rank figures)")
     parser.add_argument("--maintenance-work-mem", default=from_env("BENCH_MAINTENANCE_WORK_MEM", ""),
                         help="session maintenance_work_mem for the index build (default: the server's)")
+    parser.add_argument("--no-shared-index", dest="shared_index", action="store_false",
+                        help="skip the shared per-model index (only the fallback for tenants whose own "
+                             "index is not built yet; it serves no query once they are)")
+    parser.add_argument("--no-tenant-indexes", dest="tenant_indexes", action="store_false",
+                        help="no per-tenant indexes: the shared index with a tenant filter, as before")
     parser.add_argument("--faiss-build-threads", type=int, default=2)
     parser.add_argument("--faiss-size", action="store_true", help="also serialise the FAISS indexes for a size")
     parser.add_argument("--no-faiss", action="store_true")
@@ -814,7 +855,10 @@ def run(args) -> dict:
     run_name = f"bench-vectors-{uuid.uuid4().hex[:8]}"
     model_id = f"{run_name}-{args.dim}d"
     args.model_id = model_id
-    args.m, args.ef_construction = settings.HNSW_M, settings.HNSW_EF_CONSTRUCTION
+    # FAISS gets the parameters of the graph that serves the big tenants.
+    args.m, args.ef_construction = ((settings.HNSW_TENANT_M, settings.HNSW_TENANT_EF_CONSTRUCTION)
+                                    if args.tenant_indexes else (settings.HNSW_M, settings.HNSW_EF_CONSTRUCTION))
+    loadavg_start = os.getloadavg()
     log(f"{args.faces} faces, {args.dim}-d, {args.tenants} tenants; m={args.m} "
         f"ef_construction={args.ef_construction}")
     tenants_made = make_tenants(args.tenants, run_name)
@@ -853,6 +897,9 @@ def run(args) -> dict:
     report = {
         "meta": {"faces": args.faces, "dim": args.dim, "tenants": args.tenants, "m": args.m,
                  "ef_construction": args.ef_construction, "ef_search_setting": settings.HNSW_EF_SEARCH,
+                 "tenant_ef_search_setting": settings.HNSW_TENANT_EF_SEARCH,
+                 "tenant_indexes": args.tenant_indexes, "shared_index": args.shared_index,
+                 "loadavg_start": loadavg_start,
                  "exact_search_max_faces": settings.EXACT_SEARCH_MAX_FACES,
                  "faiss_build_threads": args.faiss_build_threads, "queries": len(queries),
                  "loadavg_end": os.getloadavg(), "command": " ".join(sys.argv)},
@@ -871,13 +918,15 @@ def run(args) -> dict:
 def cleanup_database(model_id: str, tenant_ids: list[str]) -> None:
     """On a database the run did not start itself: drop its faces and its index.
     (Its tenants stay, like any tenant: their audit events are append-only.)"""
-    from embeddings.vector_index import index_name
+    from embeddings.vector_index import index_name, tenant_index_name
 
     conn = loading_connection()
     with conn.cursor() as cursor:
         cursor.execute("DELETE FROM embeddings_face WHERE model_id = %s AND tenant_id = ANY(%s::uuid[])",
                        [model_id, tenant_ids])
         cursor.execute(f"DROP INDEX IF EXISTS {index_name(model_id)}")
+        for tenant_id in tenant_ids:
+            cursor.execute(f"DROP INDEX IF EXISTS {tenant_index_name(model_id, tenant_id)}")
     conn.close()
 
 

@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 import numpy as np
 
 from embeddings.protection import encrypt_embedding, encrypted_size, project, projection_matrix
-from embeddings.vector_index import _check, index_name, model_predicate, vector_expression
+from embeddings.vector_index import (
+    TENANT_INDEX_PREFIX,
+    _check,
+    index_name,
+    tenant_predicate,
+    vector_expression,
+)
 
 FACE_COLUMNS = ("id", "tenant_id", "asset_id", "subject_id", "bbox", "det_score", "model_id", "key_version",
                 "embedding_ciphertext", "search_vector", "created_at")
@@ -131,13 +137,15 @@ def load_tenant(conn, *, tenant_id: uuid.UUID | str, dek: bytes, key_version: in
 CANDIDATE_COLUMNS = "id, asset_id, subject_id, bbox, embedding_ciphertext"
 
 
-def candidate_sql(model_id: str, dimension: int, *, exact: bool, columns: str = CANDIDATE_COLUMNS) -> str:
-    """The service's candidate query (see _candidate_rows), with `columns` selected."""
+def candidate_sql(model_id: str, dimension: int, *, exact: bool, tenant_id,
+                  columns: str = CANDIDATE_COLUMNS) -> str:
+    """The service's candidate query (see _candidate_rows), with `columns` selected: the
+    model and tenant are literals, so the planner can use the tenant's own partial index."""
     _check(model_id, dimension)
     distance = f"{vector_expression(dimension)} <#> %s::vector({dimension})"
     order = f"({distance}) + 0" if exact else distance
     return (f"SELECT {columns} FROM embeddings_face "  # noqa: S608 - validated literals only
-            f"WHERE {model_predicate(model_id)} AND tenant_id = %s AND key_version = %s "
+            f"WHERE {tenant_predicate(model_id, tenant_id)} AND key_version = %s "
             f"ORDER BY {order} LIMIT %s")
 
 
@@ -165,7 +173,7 @@ def run_candidates(conn, *, sql: str, tenant_id, key_version: int, vector: str, 
         cursor.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
                        [x for item in settings.items() for x in item])
         started = time.perf_counter()
-        cursor.execute(sql, [str(tenant_id), key_version, vector, limit])
+        cursor.execute(sql, [key_version, vector, limit])
         rows = cursor.fetchall()
         return SqlRun(rows=rows, seconds=time.perf_counter() - started)
 
@@ -179,13 +187,15 @@ def explain(conn, *, sql: str, tenant_id, key_version: int, vector: str, limit: 
         cursor.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
                        [x for item in settings.items() for x in item])
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + sql,
-                       [str(tenant_id), key_version, vector, limit])
+                       [key_version, vector, limit])
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def plan_kind(plan: str, model_id: str) -> str:
+    if TENANT_INDEX_PREFIX in plan:
+        return "hnsw (tenant's own)"
     if index_name(model_id) in plan:
-        return "hnsw"
+        return "hnsw (shared)"
     if "Seq Scan" in plan:
         return "seq scan + sort"
     if "Bitmap" in plan:
@@ -215,5 +225,10 @@ def relation_sizes(conn, model_id: str) -> Sizes:
             "pg_total_relation_size('embeddings_face') "
             "FROM pg_class c WHERE c.oid = 'embeddings_face'::regclass", [index_name(model_id)])
         table, toast, indexes, hnsw, total = cursor.fetchone()
-    return Sizes(table_bytes=table, toast_bytes=toast, btree_bytes=indexes - hnsw, hnsw_bytes=hnsw,
-                 total_bytes=total)
+        cursor.execute("SELECT indexname, pg_relation_size(to_regclass(indexname)) FROM pg_indexes "
+                       "WHERE tablename = 'embeddings_face' AND indexname LIKE %s",
+                       [TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"])
+        tenant_hnsw = dict(cursor.fetchall())
+    return Sizes(table_bytes=table, toast_bytes=toast,
+                 btree_bytes=indexes - hnsw - sum(tenant_hnsw.values()), hnsw_bytes=hnsw,
+                 total_bytes=total, extra={"tenant_hnsw_bytes": tenant_hnsw})
