@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import PLATFORM_CHAIN, AuditChainHead, AuditEvent
@@ -129,13 +129,54 @@ def append_event(*, tenant_id: UUID | str | None, occurred_at: datetime,
                  values: dict[str, Any]) -> AuditEvent:
     """Link and insert one event. Callers other than record_event: tests and imports only."""
     chain = chain_of(tenant_id)
+    row = {**values, "chain": chain, "occurred_at": occurred_at,
+           "tenant_id": str(tenant_id) if tenant_id else None}
+    head = _lock_visible_head(chain) if tenant_id else None
+    if head is None:
+        return _append_in_platform_scope(chain, row)
+    return _link_and_insert(row, head)
+
+
+def _lock_visible_head(chain: str) -> tuple[int, str] | None:
+    # The fast path, one round trip: in a transaction bound to the tenant (a
+    # request, a job) its chain head is visible under row-level security.
+    # None when it is not (another binding, or a chain's first event).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT seq, hash FROM audit_chainhead WHERE chain = %s FOR UPDATE", [chain])
+        return cursor.fetchone()
+
+
+def _append_in_platform_scope(chain: str, row: dict[str, Any]) -> AuditEvent:
     with transaction.atomic(), platform_scope():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(
-            chain=chain, defaults={"tenant_id": tenant_id, "seq": 0, "hash": GENESIS_HASH})
-        row = {**values, "chain": chain, "seq": head.seq + 1, "occurred_at": occurred_at,
-               "tenant_id": str(tenant_id) if tenant_id else None, "prev_hash": head.hash}
-        row["hash"] = event_hash(row)
-        event = AuditEvent.objects.create(**row)
-        head.seq, head.hash = row["seq"], row["hash"]
-        head.save(update_fields=["seq", "hash"])
+            chain=chain, defaults={"tenant_id": row["tenant_id"], "seq": 0, "hash": GENESIS_HASH})
+        return _link_and_insert(row, (head.seq, head.hash))
+
+
+_EVENT_COLUMNS = ("tenant_id", "chain", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "role",
+                  "action", "target", "outcome", "details", "request_id", "client_ip", "receipt_id",
+                  "prev_hash", "hash")
+_JSON_COLUMNS = {"target", "details"}
+# The event and the new chain head in one statement (one round trip). Only our
+# own column names are formatted in; every value is a parameter.
+_COLUMN_LIST = ", ".join(_EVENT_COLUMNS)
+_PLACEHOLDERS = ", ".join("%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in _EVENT_COLUMNS)
+_INSERT_AND_ADVANCE = (
+    f"WITH event AS (INSERT INTO audit_event ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS}) RETURNING id) "  # noqa: S608
+    "UPDATE audit_chainhead SET seq = %s, hash = %s WHERE chain = %s RETURNING (SELECT id FROM event)"
+)
+
+
+def _link_and_insert(row: dict[str, Any], head: tuple[int, str]) -> AuditEvent:
+    """Insert the event after `head` (locked by the caller) and advance the head."""
+    seq, prev_hash = head
+    row = {**row, "seq": seq + 1, "prev_hash": prev_hash}
+    row["hash"] = event_hash(row)
+    params = [json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in _EVENT_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_AND_ADVANCE, [*params, row["seq"], row["hash"], row["chain"]])
+        (event_id,) = cursor.fetchone()
+    event = AuditEvent(id=event_id, **row)
+    event._state.adding = False
+    event._state.db = connection.alias
     return event

@@ -53,6 +53,16 @@ def random_unit_vectors(count: int, dimension: int, seed: int) -> np.ndarray:
     return vectors
 
 
+def clustered_filler(count: int, dimension: int, seed: int) -> np.ndarray:
+    """`count` face-like vectors: identities with several photos each (bench/vectors_data.py)."""
+    from bench.vectors_data import make_tenant
+
+    return make_tenant(index=0, size=count, dimension=dimension, queries=0, seed=seed).embeddings
+
+
+FILLERS = {"random": random_unit_vectors, "clustered": clustered_filler}
+
+
 def insert_filler(stack: ServiceStack, vectors: np.ndarray, *, model_id: str, batch: int = 1000,
                   prefix: str = "filler") -> list:
     """Index the vectors as faces of assets of `batch` faces each; their face ids, in order."""
@@ -259,7 +269,7 @@ def recall_against_brute_force(bodies: list[dict], probe_embeddings: list[np.nda
 
 
 def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, warmup: int,
-        seed: int = 7, lfw_dir: Path = LFW_DIR, max_people: int = 0) -> dict:
+        seed: int = 7, lfw_dir: Path = LFW_DIR, max_people: int = 0, filler_kind: str = "random") -> dict:
     from django.conf import settings
 
     from embeddings.engine import AnalyzeOptions, decode_image
@@ -295,7 +305,7 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
         f"{len(probe_pool)} probe photos")
 
     filler_count = max(0, total_faces - len(gallery_ids))
-    filler = random_unit_vectors(filler_count, engine.dimension, seed)
+    filler = FILLERS[filler_kind](filler_count, engine.dimension, seed)
     started = time.perf_counter()
     filler_ids = insert_filler(stack, filler, model_id=engine.model_id)
     fill_s = time.perf_counter() - started
@@ -343,7 +353,7 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     return {
         "model_id": engine.model_id, "dimension": engine.dimension, "det_size": list(engine.config.det_size),
         "threshold": threshold, "faces_in_tenant": len(all_ids), "real_faces": len(gallery_ids),
-        "filler_faces": len(filler_ids), "strategy": timings.strategy,
+        "filler_faces": len(filler_ids), "filler_kind": filler_kind, "strategy": timings.strategy,
         "hnsw": {"m": settings.HNSW_M, "ef_construction": settings.HNSW_EF_CONSTRUCTION,
                  "ef_search": settings.HNSW_EF_SEARCH},
         "fill_seconds": round(fill_s, 1), "index_build_seconds": round(index_s, 1), "vacuum_analyze_seconds": round(vacuum_s, 1),
@@ -358,7 +368,7 @@ def _row(name: str, s: dict) -> str:
 
 def report(out: dict) -> str:
     lines = [f"model {out['model_id']} ({out['dimension']}-d, det {out['det_size'][0]}); "
-             f"{out['faces_in_tenant']} faces in the tenant ({out['real_faces']} real, {out['filler_faces']} filler); "
+             f"{out['faces_in_tenant']} faces in the tenant ({out['real_faces']} real, {out['filler_faces']} {out['filler_kind']} filler); "
              f"strategy {out['strategy']}; HNSW {out['hnsw']}",
              f"filled in {out['fill_seconds']} s, index built in {out['index_build_seconds']} s, VACUUM ANALYZE {out['vacuum_analyze_seconds']} s; "
              f"{out['cpus']} CPUs; {out['searches_per_round']} searches a round after {out['warmup']} warm-up; "
@@ -402,12 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--max-people", type=int, default=0, help="only the first N LFW people (a quick run)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--filler", choices=sorted(FILLERS), default="random",
+                        help="random: isotropic unit vectors (hardest for HNSW); clustered: face-like identities")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on `kill` too
     with ServiceStack() as stack:
         out = run(stack, total_faces=args.total_faces, searches=args.searches, rounds=args.rounds,
-                  warmup=args.warmup, seed=args.seed, max_people=args.max_people)
+                  warmup=args.warmup, seed=args.seed, max_people=args.max_people, filler_kind=args.filler)
     print(report(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

@@ -144,6 +144,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 
+# A process keeps a verified API key for this many seconds, so a request does
+# not pay a platform-scope lookup. Revocation and tenant suspension are
+# immediate in the process that made them, within this delay in the others.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
+
 # --- REST framework ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["faceservice.api.authentication.ApiKeyAuthentication"],
@@ -194,7 +199,10 @@ DATA_KEY_CACHE_MAX_ENTRIES = env_int("DATA_KEY_CACHE_MAX_ENTRIES", 1000)
 FACE_MODEL_ROOT = env("FACE_MODEL_ROOT", str(Path.home() / ".insightface"))
 FACE_MODEL_PACK = env("FACE_MODEL_PACK", "buffalo_l")
 FACE_DEVICE = env("FACE_DEVICE", "cpu")  # cpu | cuda | auto
-FACE_MODEL_THREADS = env_int("FACE_MODEL_THREADS", 0)  # 0: onnxruntime decides
+# One onnxruntime thread per process by default: its pool of one thread per core
+# keeps spinning after each call and doubled a search's CPU on a shared box
+# (docs/BENCHMARKS.md, "Search latency"). Scale by processes; 0: onnxruntime decides.
+FACE_MODEL_THREADS = env_int("FACE_MODEL_THREADS", 1)
 FACE_DET_SIZE = env_int("FACE_DET_SIZE", 640)
 # Similarity at or above which two faces are called the same person. 0.35 sits
 # above the highest different-person score measured for the test pack (0.309)

@@ -67,6 +67,7 @@ def set_tenant_status(*, tenant: Tenant, status: str, actor: Actor) -> Tenant:
     previous = tenant.status
     tenant.status = status
     tenant.save(update_fields=["status", "updated_at"])
+    _forget_cached_keys()
     with tenant_context(tenant.id):
         record_event(tenant_id=tenant.id, actor=actor, action="tenant.status_changed",
                      target={"tenant_id": str(tenant.id)},
@@ -109,9 +110,16 @@ def revoke_api_key(*, tenant_id: UUID, api_key_id: UUID, actor: Actor) -> ApiKey
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])
+            _forget_cached_keys()
             record_event(tenant_id=tenant_id, actor=actor, action="api_key.revoked",
                          target={"api_key_id": str(api_key.id)})
     return api_key
+
+
+def _forget_cached_keys() -> None:
+    from tenants.selectors import forget_cached_keys  # selectors import this module
+
+    forget_cached_keys()
 
 
 def touch_last_used(*, api_key: ApiKey, now: datetime) -> None:

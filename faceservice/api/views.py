@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
 from rest_framework.views import APIView
 
 from audit.services import record_event
-from faceservice.tenancy import current_tenant_id, restore_tenant, tenant_context
+from faceservice.tenancy import current_tenant_id, request_transaction, restore_tenant, tenant_context
 
 
 def client_ip(request) -> str | None:
@@ -24,12 +24,13 @@ class TenantAPIView(APIView):
     allowed_roles: dict[str, tuple[str, ...]] | tuple[str, ...] = ()
 
     def dispatch(self, request, *args, **kwargs):
-        with transaction.atomic():
-            outer_tenant = current_tenant_id()
+        # Inside an outer transaction (tests, management code) the tenant
+        # binding must not outlive the request; on its own it ends with it.
+        nested = connection.in_atomic_block
+        with request_transaction():
+            outer_tenant = current_tenant_id() if nested else None
             response = super().dispatch(request, *args, **kwargs)
-            if not transaction.get_rollback():
-                # Inside an outer transaction (tests, management code) the
-                # tenant binding must not outlive the request.
+            if outer_tenant is not None and not transaction.get_rollback():
                 restore_tenant(outer_tenant)
         refused = getattr(request, "refused_role", None)
         if refused:

@@ -213,3 +213,27 @@ def test_hardened_app_role_cannot_change_audit_rows_or_triggers(committed_db, wr
         with as_superuser(replica=False) as admin:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_chain_verifies_across_the_fast_and_the_platform_scope_paths(db, make_tenant):
+    """Appends bound to the tenant (one statement after the head lock) and appends from
+    elsewhere (no binding, another tenant's binding, the first event) make one valid chain."""
+    tenant, other = make_tenant(), make_tenant()
+    actor = Actor.system("tests")
+    record_event(tenant_id=tenant.id, actor=actor, action="step.unbound")
+    with tenant_context(tenant.id):
+        bound = [record_event(tenant_id=tenant.id, actor=actor, action="step.bound") for _ in range(3)]
+    with tenant_context(other.id):
+        record_event(tenant_id=tenant.id, actor=actor, action="step.other_binding")
+    with platform_scope():
+        record_event(tenant_id=tenant.id, actor=actor, action="step.platform")
+        events = list(AuditEvent.objects.filter(tenant_id=tenant.id).order_by("seq"))
+        head = AuditChainHead.objects.get(chain=str(tenant.id))
+    actions = [e.action for e in events if e.action.startswith("step.")]
+    assert actions == ["step.unbound", "step.bound", "step.bound", "step.bound", "step.other_binding",
+                       "step.platform"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert (head.seq, head.hash) == (events[-1].seq, events[-1].hash)
+    assert bound[1].id == events[[e.id for e in events].index(bound[1].id)].id
+    assert bound[1].hash == event_hash(stored_values(events[[e.id for e in events].index(bound[1].id)]))
+    assert verification.verify_chain(str(tenant.id)).ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -144,3 +145,30 @@ def test_roles_outside_the_known_set_are_refused(tenant, client_for):
     response = client_for(tenant).post("/v1/api-keys", {"name": "x", "roles": ["root"]}, format="json")
     error = assert_json_error(response, 400, "invalid_request")
     assert "roles" in error["details"]
+
+
+def _revoke_as_another_process_would(key_id) -> None:
+    # A revocation made elsewhere: straight in the database, this process's cache untouched.
+    with platform_scope():
+        ApiKey.objects.filter(id=key_id).update(revoked_at=timezone.now())
+
+
+def test_verified_keys_are_cached_for_api_key_cache_seconds(tenant, make_key, settings):
+    settings.API_KEY_CACHE_SECONDS = 1
+    key = make_key(tenant, roles=("searcher",))
+    key_id = _client(key).get("/v1/tenant").wsgi_request.api_key_id
+    from django.test.utils import CaptureQueriesContext
+    with CaptureQueriesContext(connection) as queries:
+        assert _client(key).get("/v1/tenant").status_code == 200
+    assert not [q for q in queries.captured_queries if "tenants_apikey" in q["sql"]]
+    _revoke_as_another_process_would(key_id)
+    time.sleep(1.1)
+    _refusal(key)
+
+
+def test_without_the_cache_a_revocation_elsewhere_is_immediate(tenant, make_key, settings):
+    settings.API_KEY_CACHE_SECONDS = 0
+    key = make_key(tenant, roles=("searcher",))
+    key_id = _client(key).get("/v1/tenant").wsgi_request.api_key_id
+    _revoke_as_another_process_would(key_id)
+    _refusal(key)

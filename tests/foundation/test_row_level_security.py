@@ -115,3 +115,28 @@ def test_every_table_with_a_tenant_id_forces_row_level_security(db):
     assert not unprotected, (
         "tables with a tenant_id column but no forced tenant policy; add "
         "faceservice.db.enable_tenant_rls('<table>') to their migration: " + ", ".join(unprotected))
+
+
+def test_request_binding_is_masked_by_a_nested_tenant_context(two_tenants_with_keys):
+    """Inside a request bound to A, a nested scope of B must not let a scope of A reuse the stale binding."""
+    from django.db import transaction
+
+    from faceservice.tenancy import request_transaction, set_tenant_for_transaction
+
+    a, b = two_tenants_with_keys
+    with transaction.atomic(), request_transaction():
+        set_tenant_for_transaction(a.id)
+        with tenant_context(a.id):  # the fast path: bound already
+            assert _tenant_ids_of_all_keys() == {a.id}
+        with tenant_context(b.id):
+            assert _tenant_ids_of_all_keys() == {b.id}
+            with tenant_context(a.id):  # masked: must bind A again
+                assert _tenant_ids_of_all_keys() == {a.id}
+            assert _tenant_ids_of_all_keys() == {b.id}
+        assert _tenant_ids_of_all_keys() == {a.id}
+        with transaction.atomic():
+            set_tenant_for_transaction(b.id)  # in a savepoint: not a request-wide binding
+            with tenant_context(b.id):
+                assert _tenant_ids_of_all_keys() == {b.id}
+        with tenant_context(a.id):
+            assert _tenant_ids_of_all_keys() == {a.id}
