@@ -31,6 +31,7 @@ import logging
 import queue
 import socket
 import ssl
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,6 +61,7 @@ TRANSIENT_S3 = frozenset({"SlowDown", "Throttling", "ThrottlingException", "Requ
                           "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "503", "500"})
 
 _indexed_models: set[str] = set()
+SWITCH_INTERVAL_SECONDS = 0.0005  # see Pipeline
 
 
 class HttpStatusError(FetchFailed):
@@ -248,6 +250,10 @@ class Pipeline:
     """The worker process's fetch thread and store thread (one of each, made on first use)."""
 
     def __init__(self) -> None:
+        # The model's thread takes the GIL back after every onnxruntime call;
+        # with the default 5 ms switch interval it can wait that long each
+        # time behind the store thread's Python, several times per image.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-fetch")
         # Bounded: if the store falls behind, the model waits instead of piling up results.
         self.queue: queue.Queue[Outcome | None] = queue.Queue(maxsize=2 * max(1, settings.INDEX_BATCH_SIZE))
