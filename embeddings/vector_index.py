@@ -261,6 +261,14 @@ def plan_tenant_indexes() -> TenantIndexWork:
 MAINTAIN_LOCK_KEY = _lock_key("maintain_tenant_indexes")
 
 
+def may_create_indexes() -> bool:
+    """Only the table's owner (or a member of its role) may CREATE INDEX on it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+                       "WHERE oid = 'embeddings_face'::regclass")
+        return bool(cursor.fetchone()[0])
+
+
 def maintain_tenant_indexes(*, dry_run: bool = False) -> TenantIndexWork:
     """Build the missing per-tenant indexes and drop the unneeded ones. Idempotent; one at a time.
 
@@ -270,6 +278,11 @@ def maintain_tenant_indexes(*, dry_run: bool = False) -> TenantIndexWork:
     advisory lock. Outside any transaction (CONCURRENTLY).
     """
     _outside_transaction("CREATE/DROP INDEX")
+    if not may_create_indexes():
+        # Production's application role owns nothing (docs/DEPLOY.md): there the
+        # owner role runs `manage.py maintain_tenant_vector_indexes` on a schedule.
+        return TenantIndexWork(skipped="this database role does not own embeddings_face; run "
+                                       "`manage.py maintain_tenant_vector_indexes` as the owner role")
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [MAINTAIN_LOCK_KEY])
         if not cursor.fetchone()[0]:

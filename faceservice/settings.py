@@ -354,14 +354,14 @@ CELERY_BEAT_SCHEDULE["faces-purge-expired"] = {
     "task": "embeddings.purge_expired_faces", "schedule": FACE_PURGE_INTERVAL_SECONDS}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
     "task": "tenants.sweep_webhook_deliveries", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS}
+CELERY_BEAT_SCHEDULE["vector-tenant-indexes"] = {
+    "task": "embeddings.maintain_tenant_indexes", "schedule": TENANT_INDEX_INTERVAL_SECONDS}
 
 CELERY_BEAT_SCHEDULE["keys-resume-rotations"] = {"task": "tenants.resume_key_rotations", "schedule": 15 * 60}
 # Deletions matching more faces than this run in a worker (202 + a deletion id).
 DELETE_SYNC_MAX_FACES = env_int("DELETE_SYNC_MAX_FACES", 10000)
 
 # Last, so that every setting above is checked.
-CELERY_BEAT_SCHEDULE["vector-tenant-indexes"] = {
-    "task": "embeddings.maintain_tenant_indexes", "schedule": TENANT_INDEX_INTERVAL_SECONDS}
 if PRODUCTION:
     check_production_settings(globals())
 # OpenAPI: several models have a `state` field with different choices; name each enum.

@@ -177,10 +177,10 @@ def test_interrupted_build_is_rebuilt(committed_db, small_threshold, model_id):
     try:
         with connection.cursor() as cursor:
             # A valid index definition whose build fails part way (a division by zero
-            # in the predicate's evaluation), as a cancelled build would leave it.
+            # in the indexed expression), as a cancelled build would leave it.
             with pytest.raises(Exception, match="division by zero"):
-                cursor.execute(f"CREATE INDEX CONCURRENTLY {name} ON embeddings_face ((1 / (key_version - key_version))) "
-                               f"WHERE tenant_id = '{tenant.id}'")
+                cursor.execute(f"CREATE INDEX CONCURRENTLY {name} ON embeddings_face "
+                               f"((1 / (key_version - key_version))) WHERE tenant_id = '{tenant.id}'")
             cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [name])
             assert cursor.fetchone()[0] is False
         assert name not in vector_index.valid_tenant_index_names(refresh=True)
@@ -193,5 +193,6 @@ def test_interrupted_build_is_rebuilt(committed_db, small_threshold, model_id):
 
 
 def test_building_inside_a_transaction_is_refused(db, model_id):
+    assert vector_index.may_create_indexes()  # the test role owns the tables, as in `./dev run`
     with pytest.raises(RuntimeError, match="CONCURRENTLY"):
         vector_index.ensure_tenant_index(model_id, DIM, uuid.uuid4())
