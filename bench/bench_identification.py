@@ -15,7 +15,7 @@ What it does (see docs/BENCHMARKS.md, "Identification accuracy"):
    photo (not enrolled).
 4. Every probe is searched through HTTP POST /v1/search (faces=largest,
    top_k=1) with threshold=-1: the closed-set best match (rank-1), whose
-   similarity against the service's default threshold (FACE_MATCH_THRESHOLD,
+   similarity against the service's default threshold (SEARCH_MATCH_THRESHOLD,
    as the service reports it) gives the open-set answer (false matches).
    Every 10th probe is searched again with no threshold, and the service's
    own answer at its default must be the same (reported as checks/mismatches).
@@ -193,7 +193,7 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
 
     from bench.search_stack import SimpleFace
 
-    threshold = float(settings.FACE_MATCH_THRESHOLD)  # this process's settings: the server's too
+    threshold = float(settings.SEARCH_MATCH_THRESHOLD)  # this process's settings: the server's too
     engine = stack.engine()
     stack.ensure_vector_index(engine.model_id, engine.dimension)
     all_photos = [p for photos in people.values() for p in photos]
@@ -226,7 +226,7 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
     job_mismatches = sorted(a for a in assets if enrol_via == "jobs" and enrolled_faces.get(a) != 1)
     gallery = np.stack([analysed[path][2] for path in split.gallery.values()]).astype(np.float32)
 
-    # The threshold the service applies when a request names none (FACE_MATCH_THRESHOLD).
+    # The threshold the service applies when a request names none (SEARCH_MATCH_THRESHOLD).
     default_threshold = stack.search(split.gallery[labels[0]].read_bytes(), faces="largest")[0]["threshold"]
     results = {}
     started = time.perf_counter()

@@ -74,7 +74,8 @@ class SearchApi(TenantAPIView):
         max_faces = serializers.IntegerField(min_value=1, max_value=100, default=10)
         top_k = serializers.IntegerField(min_value=1, max_value=100, default=10)
         threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False,
-                                           help_text="Default: FACE_MATCH_THRESHOLD (0.35 for the test pack)")
+                                           help_text="Default: SEARCH_MATCH_THRESHOLD (0.45 for the test pack), "
+                                                     "the 1:N operating point")
         subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                             max_length=1000)
         asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
@@ -93,7 +94,7 @@ class SearchApi(TenantAPIView):
             raise ApiError("Send exactly one of an image (multipart `image` or JSON `image`) or `face_id`.",
                            code="invalid_request")
         query = search_service.SearchQuery(
-            top_k=options["top_k"], threshold=options.get("threshold", settings.FACE_MATCH_THRESHOLD),
+            top_k=options["top_k"], threshold=options.get("threshold", settings.SEARCH_MATCH_THRESHOLD),
             largest_only=options["faces"] == "largest", max_faces=options["max_faces"],
             subject_ids=options.get("subject_ids"), asset_ids=options.get("asset_ids"),
             group_by_subject=options.get("group_by") == "subject")

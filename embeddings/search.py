@@ -23,7 +23,7 @@ from faceservice.api.errors import Unprocessable
 @dataclass(frozen=True)
 class SearchQuery:
     top_k: int = 10
-    threshold: float = 0.35
+    threshold: float = 0.45  # the views pass SEARCH_MATCH_THRESHOLD
     largest_only: bool = False
     max_faces: int = 10
     subject_ids: list[str] | None = None
