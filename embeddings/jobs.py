@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
 from embeddings import inline_images, job_services
 from embeddings.engine import ImageError, decode_image
@@ -270,6 +270,7 @@ class Pipeline:
     def close(self) -> None:
         self.queue.put(None)
         self.thread.join()
+        self.fetcher.submit(connections.close_all).result()
         self.fetcher.shutdown(wait=True)
 
     def _run(self) -> None:
@@ -278,6 +279,7 @@ class Pipeline:
             outcome = self.queue.get()
             if outcome is None:
                 self._flush(group)
+                connections.close_all()  # this thread's own connection
                 self.queue.task_done()
                 return
             if group and group[0].claim.tenant_id != outcome.claim.tenant_id:

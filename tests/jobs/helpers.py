@@ -98,6 +98,10 @@ class Published(list):
         self.messages.append((str(tenant_id), ids, countdown))
         self.extend((str(tenant_id), i, countdown) for i in ids)
 
+    def clear(self) -> None:
+        super().clear()
+        self.messages.clear()
+
     def ids(self) -> list[str]:
         return [job_asset_id for _, job_asset_id, _ in self]
 
