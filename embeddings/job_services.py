@@ -37,6 +37,7 @@ import hmac
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -511,7 +512,7 @@ def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any
 def _store(row: HeldRow, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any], model_id: str,
            timings: dict[str, float], now: datetime) -> tuple[int, int]:
     """The faces and the asset's result, in the caller's transaction (bound, row locked). (indexed, left out)"""
-    started = timezone.now()
+    started, cpu = timezone.now(), time.thread_time()
     indexed = write_asset_faces(
         tenant_id=claim.tenant_id, asset_id=row.asset_id, faces=faces, model_id=model_id,
         submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
@@ -523,7 +524,8 @@ def _store(row: HeldRow, claim: Claim, faces: Sequence[Any], left_out: Sequence[
              "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
     _finish(row, Asset.SUCCEEDED, now, faces=results, left_out=left, superseded=indexed.superseded,
             error_code="", error_message="",
-            timings={**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1)})
+            timings={**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1),
+                     "store_cpu_ms": round((time.thread_time() - cpu) * 1000, 1)})
     return len(results), len(left)
 
 
