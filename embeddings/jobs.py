@@ -61,7 +61,7 @@ TRANSIENT_S3 = frozenset({"SlowDown", "Throttling", "ThrottlingException", "Requ
                           "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "503", "500"})
 
 _indexed_models: set[str] = set()
-SWITCH_INTERVAL_SECONDS = 0.0005  # see Pipeline
+SWITCH_INTERVAL_SECONDS = 0.0001  # see Pipeline
 
 
 class HttpStatusError(FetchFailed):
@@ -256,7 +256,8 @@ class Pipeline:
     def __init__(self) -> None:
         # The model's thread takes the GIL back after every onnxruntime call;
         # with the default 5 ms switch interval it can wait that long each
-        # time behind the store thread's Python, several times per image.
+        # time behind the store or fetch thread's Python, several times per
+        # image. 0.1 ms measured best of 5 / 0.5 / 0.1 ms (BENCHMARKS.md).
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-fetch")
         # Bounded: if the store falls behind, the model waits instead of piling up results.
