@@ -18,9 +18,11 @@ What it does (see docs/BENCHMARKS.md, "Indexing"):
    POST /v1/index-jobs to the job's `succeeded` (polled in PostgreSQL every
    50 ms): images/s, faces/s, and per worker process the ratio to the bare
    engine. Also the mean per-asset stage times the workers recorded.
-5. Runs the bare engine again after each N (a shared machine drifts): each
-   N's ratio is against the mean of the bare runs just before and just after
-   it, and every phase records the load average (`os.getloadavg`) at its end.
+5. Runs the bare engine again after each timed job (a shared machine
+   drifts; --rounds R times R jobs per N): each job's ratio is against the
+   mean of the bare runs just before and just after it, and every phase
+   records the load average (`os.getloadavg`) at its end. With R > 1 it also
+   prints the median ratio per N.
 
 The goal is a ratio of at least 0.9: the job machinery (claim, fetch, seal,
 encrypt, one transaction with the audit event, dispatch) costs at most a
@@ -34,6 +36,7 @@ import argparse
 import base64
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -199,25 +202,34 @@ def stage_means(stack: ServiceStack, job_id: str) -> dict:
     return {key: round(sum(t.get(key, 0) for t in timings) / len(timings), 1) for key in keys}
 
 
-def service(stack: ServiceStack, concurrency: int, photos: dict[str, bytes], server: ImageServer | None) -> dict:
+def service(stack: ServiceStack, concurrency: int, photos: dict[str, bytes], server: ImageServer | None,
+            rounds: int = 1) -> list[dict]:
+    """Time `rounds` jobs of all photos on one set of workers; the bare engine runs after each (workers idle)."""
     from embeddings.models import IndexJob
     from faceservice.tenancy import tenant_context
 
     names = list(photos)
     stack.new_tenant()
+    results = []
     with Workers(stack, concurrency) as workers:
         log(f"{concurrency} worker process(es): warm-up job")
         run_job(stack, job_assets(names[:4 * concurrency], server, photos, "warm"), timeout=300)
-        log(f"{concurrency} worker process(es): timed job of {len(names)} photos")
-        before = cpu_seconds(stack, workers.process.pid)
-        job_id, elapsed = run_job(stack, job_assets(names, server, photos, "timed"))
-        after = cpu_seconds(stack, workers.process.pid)
-    with tenant_context(stack.tenant_id):
-        faces = IndexJob.objects.get(id=job_id).faces_indexed
-    cpu = {part: round((after[part] - before[part]) * 1000 / len(names), 1) for part in after}
-    return {"workers": concurrency, "images": len(names), "faces": faces, "seconds": elapsed,
-            "images_per_s": len(names) / elapsed, "faces_per_s": faces / elapsed,
-            "cpu_ms_per_image": cpu, "stage_means_ms": stage_means(stack, job_id)}
+        for round_ in range(rounds):
+            log(f"{concurrency} worker process(es): timed job {round_ + 1}/{rounds} of {len(names)} photos")
+            before = cpu_seconds(stack, workers.process.pid)
+            job_id, elapsed = run_job(stack, job_assets(names, server, photos, f"timed{round_}"))
+            after = cpu_seconds(stack, workers.process.pid)
+            load = os.getloadavg()
+            with tenant_context(stack.tenant_id):
+                faces = IndexJob.objects.get(id=job_id).faces_indexed
+            cpu = {part: round((after[part] - before[part]) * 1000 / len(names), 1) for part in after}
+            results.append({"workers": concurrency, "round": round_ + 1, "images": len(names), "faces": faces,
+                            "seconds": elapsed, "images_per_s": len(names) / elapsed, "faces_per_s": faces / elapsed,
+                            "cpu_ms_per_image": cpu, "stage_means_ms": stage_means(stack, job_id),
+                            "load_average": load})
+            log("bare engine again")
+            results[-1]["bare_after"] = bare_engine(stack, photos)
+    return results
 
 
 def main() -> None:
@@ -226,6 +238,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts")
     parser.add_argument("--source", choices=("url", "inline"), default="url")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per process (both sides)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="timed jobs per N, each between two bare runs (a shared box drifts)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -239,14 +253,13 @@ def main() -> None:
         log("bare engine")
         bare = [bare_engine(stack, photos)]
         for concurrency in (int(n) for n in args.workers.split(",")):
-            result = service(stack, concurrency, photos, server if args.source == "url" else None)
-            result["load_average"] = os.getloadavg()
-            log("bare engine again")
-            bare.append(bare_engine(stack, photos))
-            # The bare runs just before and after this N: the closest the box's load gets to the same.
-            result["bare_images_per_s"] = (bare[-2]["images_per_s"] + bare[-1]["images_per_s"]) / 2
-            result["bare_cpu_ms_per_image"] = (bare[-2]["cpu_ms_per_image"] + bare[-1]["cpu_ms_per_image"]) / 2
-            results["service"].append(result)
+            for result in service(stack, concurrency, photos, server if args.source == "url" else None,
+                                  args.rounds):
+                bare.append(result.pop("bare_after"))
+                # The bare runs just before and after this job: the closest the box's load gets to the same.
+                result["bare_images_per_s"] = (bare[-2]["images_per_s"] + bare[-1]["images_per_s"]) / 2
+                result["bare_cpu_ms_per_image"] = (bare[-2]["cpu_ms_per_image"] + bare[-1]["cpu_ms_per_image"]) / 2
+                results["service"].append(result)
     bare_rate = sum(b["images_per_s"] for b in bare) / len(bare)
     bare_cpu = sum(b["cpu_ms_per_image"] for b in bare) / len(bare)
     results["bare"] = {"runs": bare, "images_per_s": bare_rate, "cpu_ms_per_image": bare_cpu,
@@ -266,6 +279,11 @@ def main() -> None:
         print(f"{r['workers']:>7} {r['images_per_s']:>9.2f} {r['faces_per_s']:>8.2f} {per_process:>11.2f} "
               f"{r['bare_images_per_s']:>6.2f} {r['ratio_per_process']:>6.2f} {r['cpu_ratio']:>9.2f} "
               f"{r['load_average'][0]:>5.1f}  {r['cpu_ms_per_image']} / {r['stage_means_ms']}")
+    for n in sorted({r["workers"] for r in results["service"]}):
+        runs = [r for r in results["service"] if r["workers"] == n]
+        if len(runs) > 1:
+            print(f"N={n}: median ratio {statistics.median(r['ratio_per_process'] for r in runs):.2f}, "
+                  f"median CPU ratio {statistics.median(r['cpu_ratio'] for r in runs):.2f} over {len(runs)} jobs")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
 
