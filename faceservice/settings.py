@@ -308,15 +308,15 @@ INDEX_JOB_MAX_ASSETS = env_int("INDEX_JOB_MAX_ASSETS", 1000)  # assets per submi
 # Fairness: at most this many assets of one tenant are queued or running at a
 # time; the rest wait in PostgreSQL and are dispatched round-robin as slots free.
 INDEX_MAX_INFLIGHT_PER_TENANT = env_int("INDEX_MAX_INFLIGHT_PER_TENANT", 8)
+# Assets per index message: a worker process claims them in one statement,
+# pipelines fetch / model / store in three threads and commits them in one
+# transaction (embeddings/jobs.py). 1 = one asset per message and transaction.
+INDEX_BATCH_SIZE = env_int("INDEX_BATCH_SIZE", 4)
 INDEX_ASSET_LEASE_SECONDS = env_int("INDEX_ASSET_LEASE_SECONDS", 300)  # a worker's hold on an asset
 INDEX_REQUEUE_AFTER_SECONDS = env_int("INDEX_REQUEUE_AFTER_SECONDS", 900)  # queued, never started
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 5)  # per asset, transient failures and lost workers
 INDEX_RETRY_BASE_SECONDS = float(env("INDEX_RETRY_BASE_SECONDS", "2"))
 INDEX_RETRY_MAX_SECONDS = float(env("INDEX_RETRY_MAX_SECONDS", "300"))  # < the broker visibility timeout
-# Assets per index message: a worker process claims them in one statement,
-# pipelines fetch / model / store in three threads and commits them in one
-# transaction (embeddings/jobs.py). 1 = one asset per message and transaction.
-INDEX_BATCH_SIZE = env_int("INDEX_BATCH_SIZE", 4)
 INDEX_SWEEP_INTERVAL_SECONDS = float(env("INDEX_SWEEP_INTERVAL_SECONDS", "30"))
 INDEX_JOB_RETENTION_DAYS = env_int("INDEX_JOB_RETENTION_DAYS", 30)  # finished jobs and their results
 INDEX_ALLOW_HTTP_URLS = env_bool("INDEX_ALLOW_HTTP_URLS", not PRODUCTION)  # else https only
