@@ -10,14 +10,16 @@ A message names a batch of assets (INDEX_BATCH_SIZE). `run_batch` claims
 them in one statement and pipelines them inside the worker process, because
 onnxruntime releases the GIL while the model runs:
 
-    fetch thread:  fetch+decode 2 | fetch+decode 3 | ...
-    this thread:   analyze 1      | analyze 2      | analyze 3 ...
-    store thread:                 | ...            | commit 1..B (one transaction), refill
+    task thread:   claim batch 1 | claim batch 2 (next message) ...
+    fetch thread:  fetch+decode 1 | fetch+decode 2 | fetch+decode 3 | ...
+    model thread:                 | analyze 1      | analyze 2      | ...
+    store thread:                                  | ...            | commit 1..B (one transaction), refill
 
 so a worker process spends its time in the model, and the store's work
-(encrypt, faces, audit, counters) runs beside it. The store thread outlives
-the task: the next message's first image is analysed while the previous
-batch commits. That is safe because PostgreSQL, not the broker, decides:
+(encrypt, faces, audit, counters) runs beside it. The task returns once its
+batch is handed over (at most BATCHES_AHEAD batches wait for the model), so
+Celery's round trip, the next claim and the next batch's first fetch overlap
+the model too. That is safe because PostgreSQL, not the broker, decides:
 every asset stays `processing` under its lease until its commit; if the
 process dies before, the sweeper hands the asset out again (as for a worker
 killed mid-asset), and a stale claim cannot commit (fencing by attempts).
@@ -188,26 +190,25 @@ class Outcome:
 
 
 def run_batch(*, tenant_id: str, job_asset_ids: list[str], wait: bool = False) -> str:
-    """Claim a message's assets and pipeline them (module docstring). Returns a summary for logs.
+    """Claim a message's assets and hand them to the pipeline (module docstring). A summary for logs.
 
+    Returns once the batch is handed over, so that Celery fetches the next
+    message while the model works on this one; it blocks first while the
+    process already holds BATCHES_AHEAD batches not yet through the model.
     wait=True returns only after every claimed asset was committed (tests,
-    and callers that need the results); a Celery task does not wait.
+    and callers that need the results).
     """
-    claims = job_services.claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
-    if not claims:
-        return "skipped"
     worker = pipeline()
-    renewed_at = time.monotonic()
-    ahead: Future = worker.fetcher.submit(prepare, claims[0])
-    for i, claim in enumerate(claims):
-        if time.monotonic() - renewed_at > settings.INDEX_ASSET_LEASE_SECONDS / 3:
-            # A slow batch (timeouts): keep the leases of what is not committed yet.
-            job_services.renew_leases(tenant_id=tenant_id, claims=claims[i:])
-            renewed_at = time.monotonic()
-        current = ahead
-        if i + 1 < len(claims):
-            ahead = worker.fetcher.submit(prepare, claims[i + 1])
-        worker.store(analyse(claim, current.result()), last=i == len(claims) - 1)
+    worker.slots.acquire()
+    try:
+        claims = job_services.claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
+    except BaseException:
+        worker.slots.release()
+        raise
+    if not claims:
+        worker.slots.release()
+        return "skipped"
+    worker.submit(claims)
     if wait:
         worker.wait()
     return f"{len(claims)} claimed"
@@ -250,8 +251,16 @@ def analyse(claim: job_services.Claim, prepared: Prepared) -> Outcome:
     return Outcome(claim, finished, None, last=False)
 
 
+BATCHES_AHEAD = 2  # batches a process holds before the model: the one in it and the next one
+
+
 class Pipeline:
-    """The worker process's fetch thread and store thread (one of each, made on first use)."""
+    """A worker process's model, fetch and store threads (made on first use).
+
+    The Celery task's thread only claims and hands batches over; a dedicated
+    model thread analyses them, so the broker round trip, the claim and the
+    next batch's first fetch happen while the model is busy.
+    """
 
     def __init__(self) -> None:
         # The model's thread takes the GIL back after every onnxruntime call;
@@ -259,24 +268,63 @@ class Pipeline:
         # time behind the store or fetch thread's Python, several times per
         # image. 0.1 ms measured best of 5 / 0.5 / 0.1 ms (BENCHMARKS.md).
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+        self.slots = threading.BoundedSemaphore(BATCHES_AHEAD)
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-fetch")
+        self.batches: queue.Queue[tuple[list[job_services.Claim], Future] | None] = queue.Queue()
         # Bounded: if the store falls behind, the model waits instead of piling up results.
         self.queue: queue.Queue[Outcome | None] = queue.Queue(maxsize=2 * max(1, settings.INDEX_BATCH_SIZE))
+        self.model_thread = threading.Thread(target=self._analyse_batches, name="index-model", daemon=True)
         self.thread = threading.Thread(target=self._run, name="index-store", daemon=True)
+        self.model_thread.start()
         self.thread.start()
+
+    def submit(self, claims: list[job_services.Claim]) -> None:
+        """Hand a claimed batch to the model thread; its first image is fetched right away."""
+        self.batches.put((claims, self.fetcher.submit(prepare, claims[0])))
 
     def store(self, outcome: Outcome, *, last: bool) -> None:
         self.queue.put(Outcome(outcome.claim, outcome.finished, outcome.error, last=last))
 
     def wait(self) -> None:
-        """Until everything handed over so far is committed (or recorded as failed)."""
+        """Until everything handed over so far is analysed and committed (or recorded as failed)."""
+        self.batches.join()
         self.queue.join()
 
     def close(self) -> None:
+        self.batches.put(None)
+        self.model_thread.join()
         self.queue.put(None)
         self.thread.join()
         self.fetcher.submit(connections.close_all).result()
         self.fetcher.shutdown(wait=True)
+
+    def _analyse_batches(self) -> None:
+        while True:
+            item = self.batches.get()
+            if item is None:
+                connections.close_all()  # this thread's own connection (leases, the vector index)
+                self.batches.task_done()
+                return
+            try:
+                self._analyse(*item)
+            except Exception:  # the model thread must survive anything; leases cover what was lost
+                logger.exception("index model thread: could not finish a batch")
+            finally:
+                self.slots.release()
+                self.batches.task_done()
+
+    def _analyse(self, claims: list[job_services.Claim], first: Future) -> None:
+        renewed_at, ahead = time.monotonic(), first
+        for i, claim in enumerate(claims):
+            if time.monotonic() - renewed_at > settings.INDEX_ASSET_LEASE_SECONDS / 3:
+                # A slow batch (timeouts): keep the leases of what is not committed yet.
+                close_old_connections()
+                job_services.renew_leases(tenant_id=claim.tenant_id, claims=claims[i:])
+                renewed_at = time.monotonic()
+            current = ahead
+            if i + 1 < len(claims):
+                ahead = self.fetcher.submit(prepare, claims[i + 1])
+            self.store(analyse(claim, current.result()), last=i == len(claims) - 1)
 
     def _run(self) -> None:
         group: list[Outcome] = []
