@@ -485,9 +485,9 @@ def measure_candidates(args, model_id: str, queries, projected) -> dict:
     from embeddings.selectors import _candidate_rows
     from faceservice.tenancy import tenant_context
 
-    # search_faces sets ef_search and the iterative scan for the transaction
-    # (selectors._configure_hnsw), then fetches candidates: time both together.
-    configure_hnsw = getattr(selectors, "_configure_hnsw", None)
+    # search_faces reads the key versions and sets ef_search and the iterative
+    # scan for the transaction in one statement
+    # (selectors._readable_versions_in_context), then fetches candidates: time both together.
     limit = max(TOP_K * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
     connection.ensure_connection()
     clock = CpuClock(backend_pid(connection.connection), python=True)
@@ -507,8 +507,9 @@ def measure_candidates(args, model_id: str, queries, projected) -> dict:
                 with tenant_context(t.tenant_id):
                     c0 = clock.now()
                     started = time.perf_counter()
-                    if not exact and configure_hnsw is not None:
-                        configure_hnsw(limit)  # as search_faces does, once per search
+                    # As search_faces does, once per search (the exact path reads the versions only).
+                    selectors._readable_versions_in_context(
+                        t.tenant_id, hnsw_ef_search=None if exact else max(settings.HNSW_EF_SEARCH, limit))
                     rows = _candidate_rows(tenant_id=t.tenant_id, model_id=model_id, key_version=t.key_version,
                                            query=projected[t.tenant_id][q], limit=limit, exact=exact,
                                            subject_ids=None, asset_ids=None)

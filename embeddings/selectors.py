@@ -87,20 +87,27 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
         return cursor.fetchall()
 
 
-def _configure_hnsw(limit: int, ef_search: int | None = None) -> None:
-    # Local to the transaction: set once per search, not once per query.
+# The tenant's readable key versions (data_keys.readable_versions() without the
+# nested tenant scope it opens: the caller holds one). On the HNSW path the
+# same statement sets the scan's settings for the transaction: one round trip
+# instead of two. The one-row subquery (OFFSET 0 keeps it apart) runs before
+# any version comes back, so before the vector query that needs the settings.
+_VERSIONS_SQL = ("SELECT version FROM tenants_tenantkey WHERE tenant_id = %s AND status IN (%s, %s) "
+                 "ORDER BY version DESC")
+_VERSIONS_WITH_HNSW_SQL = (
+    "SELECT k.version FROM (SELECT set_config('hnsw.ef_search', %s, true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true) OFFSET 0) AS hnsw, tenants_tenantkey k "
+    "WHERE k.tenant_id = %s AND k.status IN (%s, %s) ORDER BY k.version DESC")
+
+
+def _readable_versions_in_context(tenant_id, *, hnsw_ef_search: int | None = None) -> list[int]:
+    readable = [TenantKey.Status.ACTIVE.value, TenantKey.Status.RETIRING.value]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
-                       "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                       [str(max(ef_search or settings.HNSW_EF_SEARCH, limit))])
-
-
-def _readable_versions_in_context(tenant_id) -> list[int]:
-    # data_keys.readable_versions(), minus the nested tenant scope it opens
-    # (a savepoint and four set/get round trips): the caller holds one already.
-    return list(TenantKey.objects.filter(
-        tenant_id=tenant_id, status__in=[TenantKey.Status.ACTIVE, TenantKey.Status.RETIRING],
-    ).order_by("-version").values_list("version", flat=True))
+        if hnsw_ef_search is None:
+            cursor.execute(_VERSIONS_SQL, [str(tenant_id), *readable])
+        else:
+            cursor.execute(_VERSIONS_WITH_HNSW_SQL, [str(hnsw_ef_search), str(tenant_id), *readable])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
@@ -134,9 +141,9 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
         # ef_search than the shared graph searched with a tenant filter.
         own_index = not exact and has_tenant_index(model_id, tenant_id)
         timings.strategy = "exact" if exact else "hnsw-tenant" if own_index else "hnsw"
-        versions = _readable_versions_in_context(tenant_id)
-        if not exact and versions:
-            _configure_hnsw(limit, settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH)
+        ef_search = None if exact else max(
+            settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH, limit)
+        versions = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
         for version in versions:
             key = data_keys.data_key(tenant_id=tenant_id, version=version)
             for query, found in zip(queries, candidates, strict=True):

@@ -1,0 +1,50 @@
+"""The HNSW scan settings a search sets ride on its key-version query: check they take effect."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+from audit.services import Actor
+from embeddings import selectors, services
+from tenants import services as tenant_services
+
+
+class _Detection:
+    def __init__(self, embedding):
+        self.embedding, self.bbox, self.det_score = embedding, (1.0, 2.0, 3.0, 4.0), 0.9
+
+
+def _settings_now() -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.ef_search', true), "
+                       "current_setting('hnsw.iterative_scan', true)")
+        return cursor.fetchone()
+
+
+def test_hnsw_path_sets_ef_search_and_iterative_scan_for_the_transaction(db, settings):
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((30, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model_id = f"settings-model:{uuid.uuid4().hex[:8]}"
+    tenant = tenant_services.create_tenant(name=f"cfg-{uuid.uuid4().hex[:8]}", actor=Actor.operator("tests"))
+    services.replace_asset_faces(tenant_id=tenant.id, asset_id="a", faces=[_Detection(v) for v in vectors],
+                                 model_id=model_id, submitted_at=timezone.now(), actor=Actor.system("tests"))
+    settings.HNSW_EF_SEARCH = 123
+    settings.EXACT_SEARCH_MAX_FACES = 10**6
+    cache.clear()  # the cached face count picks the strategy
+    timings = selectors.SearchTimings()
+    exact = selectors.search_faces(tenant_id=tenant.id, embedding=vectors[4], model_id=model_id, timings=timings)
+    assert timings.strategy == "exact" and _settings_now()[0] != "123"
+
+    settings.EXACT_SEARCH_MAX_FACES = 10
+    cache.clear()
+    timings = selectors.SearchTimings()
+    ann = selectors.search_faces(tenant_id=tenant.id, embedding=vectors[4], model_id=model_id, timings=timings)
+    assert timings.strategy == "hnsw"
+    assert _settings_now() == ("123", "relaxed_order")
+    assert [m.face_id for m in ann] == [m.face_id for m in exact] and ann[0].similarity > 0.999
