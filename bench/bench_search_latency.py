@@ -177,7 +177,7 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
     process, around decode + analyze). CPU time is what a request costs
     whatever else the machine runs; wall time on a shared machine is not.
     """
-    wall, model, model_decode, model_analyze, detect, other = [], [], [], [], [], []
+    wall, model, model_decode, model_analyze, detect, other, paired = [], [], [], [], [], [], []
     model_cpu: list[float] = []
     pids = service_processes(stack)
     service_cpu_before = cpu_of(pids)
@@ -204,6 +204,7 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
         first, second = (service, bare) if i % 2 == 0 else (bare, service)
         first()
         second()
+        paired.append(wall[-1] - model[-1])  # the same photo, one right after the other
         detect.append(time_detect(engine, data, limits))
     used = cpu_used(service_cpu_before, cpu_of(service_processes(stack)))
     service_cpu = {name: seconds * 1000 / max(1, len(probes)) for name, seconds in used.items()}
@@ -212,10 +213,11 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
                                "model": float(np.mean(model_cpu)) if model_cpu else float("nan")},
         "load_before": load_before, "load_after": os.getloadavg()[0],
         "service_wall": summarise(wall), "service_non_model": summarise(other),
+        "paired_difference": summarise(paired),
         "stages": {name: summarise(values) for name, values in stages.items()},
         "model": summarise(model), "model_decode": summarise(model_decode),
         "model_analyze": summarise(model_analyze), "model_detect": summarise(detect),
-        "_bodies": bodies, "_wall": wall, "_model": model, "_other": other,
+        "_bodies": bodies, "_wall": wall, "_model": model, "_other": other, "_paired": paired,
     }
 
 
@@ -351,8 +353,9 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     pooled_wall = [v for r in results for v in r["_wall"]]
     pooled_model = [v for r in results for v in r["_model"]]
     pooled_other = [v for r in results for v in r["_other"]]
+    pooled_paired = [v for r in results for v in r["_paired"]]
     pooled = {"service_wall": summarise(pooled_wall), "model": summarise(pooled_model),
-              "service_non_model": summarise(pooled_other)}
+              "service_non_model": summarise(pooled_other), "paired_difference": summarise(pooled_paired)}
     pooled["overhead"] = overhead(pooled)
     for r in results:
         for key in [k for k in r if k.startswith("_")]:
@@ -390,6 +393,7 @@ def report(out: dict) -> str:
                   _row("service, HTTP wall time", r["service_wall"])]
         lines += [_row(f"  server {name}", r["stages"][name]) for name in STAGES]
         lines += [_row("  non-model (wall - decode - detect_embed)", r["service_non_model"]),
+                  _row("service wall - model wall, same photo", r["paired_difference"]),
                   _row("model: decode + analyze (bare engine)", r["model"]),
                   _row("  decode", r["model_decode"]), _row("  analyze (detect + embed)", r["model_analyze"]),
                   _row("  detect alone", r["model_detect"])]
@@ -409,7 +413,9 @@ def report(out: dict) -> str:
                      f"bare model {c['model']:.1f}; difference {c['service_total'] - c['model']:.1f}")
     p = out["pooled"]
     lines += ["", "pooled over rounds", _row("service, HTTP wall time", p["service_wall"]),
-              _row("  non-model", p["service_non_model"]), _row("model: decode + analyze", p["model"]),
+              _row("  non-model", p["service_non_model"]),
+              _row("service wall - model wall, same photo", p["paired_difference"]),
+              _row("model: decode + analyze", p["model"]),
               f"service p99 - model p99 = {p['overhead']['p99_minus_model_p99']:.1f} ms "
               f"(ratio {p['overhead']['p99_ratio']:.2f})"]
     return "\n".join(lines)
