@@ -199,7 +199,10 @@ def run_batch(*, tenant_id: str, job_asset_ids: list[str], wait: bool = False) -
     and callers that need the results).
     """
     worker = pipeline()
-    worker.slots.acquire()
+    if not worker.slots.acquire(timeout=settings.INDEX_ASSET_LEASE_SECONDS):
+        # Two batches have been before the model for a whole lease: claim nothing more here
+        # (the message is retried from the broker or the sweeper; the held assets' leases run out).
+        raise RuntimeError("the index pipeline of this process is stuck")
     try:
         claims = job_services.claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
     except BaseException:
@@ -384,6 +387,9 @@ _pipeline_lock = threading.Lock()
 def pipeline() -> Pipeline:
     global _pipeline
     with _pipeline_lock:
+        if _pipeline is not None and not (_pipeline.model_thread.is_alive() and _pipeline.thread.is_alive()):
+            logger.error("index pipeline thread died; starting a new pipeline")  # its batches: leases
+            _pipeline = None
         if _pipeline is None:
             _pipeline = Pipeline()
         return _pipeline

@@ -230,3 +230,16 @@ def test_a_duplicate_message_for_a_committed_batch_changes_nothing(committed_ten
     faces = count(Face, tenant_id=tenant.id)
     assert jobs.run_batch(tenant_id=str(tenant.id), job_asset_ids=ids, wait=True) == "skipped"
     assert count(Face, tenant_id=tenant.id) == faces and images.routes["/a.jpg"].hits == 1
+
+
+def test_a_pipeline_whose_thread_died_is_replaced():
+    first = jobs.pipeline()
+    first.batches.put(None)  # the model thread ends, as if it had died
+    first.model_thread.join(10)
+    try:
+        second = jobs.pipeline()
+        assert second is not first and second.model_thread.is_alive() and second.thread.is_alive()
+    finally:
+        jobs.drain_pipeline()
+        first.queue.put(None)
+        first.thread.join(10)
