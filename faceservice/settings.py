@@ -280,12 +280,11 @@ HNSW_EF_CONSTRUCTION = env_int("HNSW_EF_CONSTRUCTION", 64)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 200)
 # Tenants' projection matrices kept per process (d*d*4 bytes each: 1 MiB at 512-d).
 PROJECTION_CACHE_MAX_ENTRIES = env_int("PROJECTION_CACHE_MAX_ENTRIES", 256)
-# Tenants with fewer faces of a model than this are searched exactly (a scan
-# of their own rows), larger ones through the HNSW index. Measured: up to 20k
-# the exact scan costs what the filtered HNSW scan costs in a 1M-face index and
-# is exact; below 20k a tenant that is a large share of a small index would be
-# cheaper on HNSW (10-20k in 100k: 2.5x), at some recall (BENCHMARKS.md).
-EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 20000)
+# Tenants with at most this many faces of a model are searched exactly (a scan
+# of their own rows), larger ones through their own HNSW index (below). 10k, not
+# 20k: a 10-20k tenant's own graph gave recall 1.0 for 2.6x (128-d) to 7.6x
+# (512-d) less CPU than the exact scan (docs/BENCHMARKS.md, "Vector search").
+EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 10000)
 # Candidates fetched from the index per requested match, re-ranked exactly.
 SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)
@@ -295,9 +294,12 @@ S3_ALLOWED_BUCKETS = env_list("S3_ALLOWED_BUCKETS", [])
 # than EXACT_SEARCH_MAX_FACES faces of a model gets its own partial index, built
 # CONCURRENTLY by a beat task; dropped when the tenant falls to half of that or
 # is purged. The shared per-model index serves such a tenant until then.
+# m=32 / ef_construction=128 gave more recall per CPU at 128-d, not at 512-d,
+# and built 4-5x slower. ef_search 400: recall@10 0.99+ for 20k-139k-face
+# tenants at 1M x 128-d, 0.97 for 50k x 512-d (800: 0.99 for 1.8x the CPU).
 HNSW_TENANT_M = env_int("HNSW_TENANT_M", 16)
 HNSW_TENANT_EF_CONSTRUCTION = env_int("HNSW_TENANT_EF_CONSTRUCTION", 64)
-HNSW_TENANT_EF_SEARCH = env_int("HNSW_TENANT_EF_SEARCH", 200)
+HNSW_TENANT_EF_SEARCH = env_int("HNSW_TENANT_EF_SEARCH", 400)
 TENANT_INDEX_INTERVAL_SECONDS = env_int("TENANT_INDEX_INTERVAL_SECONDS", 600)
 # Session maintenance_work_mem for those builds ("" = the server's): the graph
 # must fit in it, ~1.1 KB a face at 128-d, ~2.5 KB at 512-d (BENCHMARKS.md).
