@@ -47,13 +47,22 @@ class SearchTimings:
     extra: dict = field(default_factory=dict)
 
 
-def faces_of_model(*, tenant_id: UUID | str, model_id: str) -> int:
-    """How many faces of this model the tenant has (cached briefly: it picks the strategy)."""
+def faces_of_model(*, tenant_id: UUID | str, model_id: str, up_to: int) -> int:
+    """How many faces of this model the tenant has, counted up to `up_to` (cached briefly).
+
+    It picks the strategy, which only asks "more than EXACT_SEARCH_MAX_FACES?":
+    counting stops there, so a cache miss for a tenant of 500k faces costs a
+    scan of at most `up_to` index entries, not of all its rows.
+    """
     key = f"face-count:{tenant_id}:{model_id}"
-    count = cache.get(key)
-    if count is None:
-        count = Face.objects.filter(tenant_id=tenant_id, model_id=model_id).count()
-        cache.set(key, count, timeout=60)
+    cached = cache.get(key)
+    if isinstance(cached, tuple) and cached[0] == up_to:
+        return cached[1]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM (SELECT 1 FROM embeddings_face WHERE tenant_id = %s "
+                       "AND model_id = %s LIMIT %s) AS counted", [str(tenant_id), model_id, up_to])
+        count = cursor.fetchone()[0]
+    cache.set(key, (up_to, count), timeout=60)
     return count
 
 
@@ -136,7 +145,8 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
     limit = max(top_k * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
     candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
     with tenant_context(tenant_id):
-        exact = faces_of_model(tenant_id=tenant_id, model_id=model_id) <= settings.EXACT_SEARCH_MAX_FACES
+        limit_faces = settings.EXACT_SEARCH_MAX_FACES
+        exact = faces_of_model(tenant_id=tenant_id, model_id=model_id, up_to=limit_faces + 1) <= limit_faces
         # A tenant's own graph holds only its faces: it needs a different
         # ef_search than the shared graph searched with a tenant filter.
         own_index = not exact and has_tenant_index(model_id, tenant_id)

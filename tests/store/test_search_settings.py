@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audit.services import Actor
 from embeddings import selectors, services
+from faceservice.tenancy import tenant_context
 from tenants import services as tenant_services
 
 
@@ -48,3 +49,18 @@ def test_hnsw_path_sets_ef_search_and_iterative_scan_for_the_transaction(db, set
     assert timings.strategy == "hnsw"
     assert _settings_now() == ("123", "relaxed_order")
     assert [m.face_id for m in ann] == [m.face_id for m in exact] and ann[0].similarity > 0.999
+
+
+def test_face_count_for_the_strategy_stops_at_its_cap(db):
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((25, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model_id = f"count-model:{uuid.uuid4().hex[:8]}"
+    tenant = tenant_services.create_tenant(name=f"cnt-{uuid.uuid4().hex[:8]}", actor=Actor.operator("tests"))
+    services.replace_asset_faces(tenant_id=tenant.id, asset_id="a", faces=[_Detection(v) for v in vectors],
+                                 model_id=model_id, submitted_at=timezone.now(), actor=Actor.system("tests"))
+    cache.clear()
+    with tenant_context(tenant.id):  # as search_faces calls it: row-level security applies
+        assert selectors.faces_of_model(tenant_id=tenant.id, model_id=model_id, up_to=11) == 11
+        assert selectors.faces_of_model(tenant_id=tenant.id, model_id=model_id, up_to=100) == 25  # recounted
+        assert selectors.faces_of_model(tenant_id=tenant.id, model_id="other-model", up_to=100) == 0
