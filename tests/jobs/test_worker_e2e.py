@@ -248,12 +248,16 @@ def test_a_job_of_real_photos_runs_on_a_worker_calls_back_and_is_searchable(
     assert hooks[0].verified["data"]["failed_assets"][0]["asset_id"] == "inline/broken"
 
 
-def test_a_worker_killed_mid_job_loses_no_asset_and_duplicates_no_face(committed_tenant, images, start_worker):
+def test_a_worker_killed_mid_job_loses_no_asset_and_duplicates_no_face(committed_tenant, images, start_worker,
+                                                                      settings):
     tenant = committed_tenant
     photos = sorted(p for p in GROUPS.iterdir() if p.suffix in {".jpg", ".png"} and p.stat().st_size < 500_000)[:9]
     urls = {p.stem: images.serve(f"/g/{p.name}", (200, p.read_bytes())) for p in photos}
+    # Small slots and batches, here (the submission dispatches) and in the
+    # workers alike, so that the job is still running when the worker is killed.
+    settings.INDEX_MAX_INFLIGHT_PER_TENANT, settings.INDEX_BATCH_SIZE = 3, 2
     lease = {"INDEX_ASSET_LEASE_SECONDS": "4", "INDEX_REQUEUE_AFTER_SECONDS": "6",
-             "INDEX_MAX_INFLIGHT_PER_TENANT": "3"}
+             "INDEX_MAX_INFLIGHT_PER_TENANT": "3", "INDEX_BATCH_SIZE": "2"}
     first = start_worker(concurrency=1, env=lease)
     client = api_client(tenant)
     job_id = client.post("/v1/index-jobs", {"assets": [
