@@ -27,14 +27,20 @@ def _settings_now() -> tuple[str, str]:
         return cursor.fetchone()
 
 
-def test_hnsw_path_sets_ef_search_and_iterative_scan_for_the_transaction(db, settings):
-    rng = np.random.default_rng(3)
-    vectors = rng.standard_normal((30, 32)).astype(np.float32)
+def _tenant_with_random_faces(count: int, seed: int):
+    """A new tenant holding `count` random unit faces of a new model: (tenant, model id, vectors)."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    model_id = f"settings-model:{uuid.uuid4().hex[:8]}"
-    tenant = tenant_services.create_tenant(name=f"cfg-{uuid.uuid4().hex[:8]}", actor=Actor.operator("tests"))
+    model_id = f"test-model:{uuid.uuid4().hex[:8]}"
+    tenant = tenant_services.create_tenant(name=f"t-{uuid.uuid4().hex[:8]}", actor=Actor.operator("tests"))
     services.replace_asset_faces(tenant_id=tenant.id, asset_id="a", faces=[_Detection(v) for v in vectors],
                                  model_id=model_id, submitted_at=timezone.now(), actor=Actor.system("tests"))
+    return tenant, model_id, vectors
+
+
+def test_hnsw_path_sets_ef_search_and_iterative_scan_for_the_transaction(db, settings):
+    tenant, model_id, vectors = _tenant_with_random_faces(30, seed=3)
     settings.HNSW_EF_SEARCH = 123
     settings.EXACT_SEARCH_MAX_FACES = 10**6
     cache.clear()  # the cached face count picks the strategy
@@ -52,13 +58,7 @@ def test_hnsw_path_sets_ef_search_and_iterative_scan_for_the_transaction(db, set
 
 
 def test_face_count_for_the_strategy_stops_at_its_cap(db):
-    rng = np.random.default_rng(5)
-    vectors = rng.standard_normal((25, 32)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    model_id = f"count-model:{uuid.uuid4().hex[:8]}"
-    tenant = tenant_services.create_tenant(name=f"cnt-{uuid.uuid4().hex[:8]}", actor=Actor.operator("tests"))
-    services.replace_asset_faces(tenant_id=tenant.id, asset_id="a", faces=[_Detection(v) for v in vectors],
-                                 model_id=model_id, submitted_at=timezone.now(), actor=Actor.system("tests"))
+    tenant, model_id, _ = _tenant_with_random_faces(25, seed=5)
     cache.clear()
     with tenant_context(tenant.id):  # as search_faces calls it: row-level security applies
         assert selectors.faces_of_model(tenant_id=tenant.id, model_id=model_id, up_to=11) == 11
