@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.helpers import Published
+from jobs.servers import LocalServer
 
 
 @pytest.fixture
@@ -31,3 +32,12 @@ def run_commit_hooks(django_capture_on_commit_callbacks):
             return fn(*args, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def images(settings):
+    """A local HTTP server for image URLs (and webhook receivers), reachable past the SSRF guard."""
+    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    server = LocalServer().start()
+    yield server
+    server.stop()

@@ -21,7 +21,6 @@ from embeddings.models import Face, IndexJob, IndexJobAsset
 from embeddings.services import replace_asset_faces
 from faceservice.tenancy import platform_scope
 from jobs.helpers import MODEL, count, fake_faces, find, now, refreshed, rows, submit, update, url_spec
-from jobs.servers import LocalServer
 from tenants import data_keys
 from tenants import services as tenant_services
 from tenants.models import TenantKey
@@ -183,14 +182,6 @@ def test_after_a_purge_new_faces_get_a_new_key_never_the_shredded_one(tenant):
 def committed_tenant(committed_db):
     yield tenant_services.create_tenant(name=f"batch-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))
     jobs.drain_pipeline()  # stop the threads before the database is blocked again
-
-
-@pytest.fixture
-def images(settings):
-    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    server = LocalServer().start()
-    yield server
-    server.stop()
 
 
 def test_a_batch_is_pipelined_committed_and_refilled(committed_tenant, images, published, settings):

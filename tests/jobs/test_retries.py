@@ -26,7 +26,6 @@ from embeddings.image_sources import ImageSource
 from embeddings.job_services import AssetSpec
 from embeddings.models import Face, IndexJobAsset
 from jobs.helpers import count, find, now, submit, update
-from jobs.servers import LocalServer
 from tenants.kms.errors import DecryptionFailed, KmsUnavailable
 from tests.conftest import FACES_DIR
 
@@ -75,14 +74,6 @@ def test_classify(exc, code, transient):
 def test_operator_only_messages_do_not_reach_the_client():
     failure = jobs.classify(ModelsUnavailable("pack missing in /srv/secret/models"))
     assert "/srv" not in failure.message
-
-
-@pytest.fixture
-def images(settings):
-    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    server = LocalServer().start()
-    yield server
-    server.stop()
 
 
 def run_one(tenant, source: ImageSource, asset_id: str = "a"):

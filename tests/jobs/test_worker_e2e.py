@@ -30,7 +30,6 @@ from embeddings.engine import decode_image
 from embeddings.face_models import face_engine
 from embeddings.models import Asset, Face, IndexJob, IndexJobAsset
 from jobs.helpers import count, find
-from jobs.servers import LocalServer
 from tenants import services as tenant_services
 from tenants import webhooks
 from tests.conftest import FACES_DIR
@@ -128,14 +127,6 @@ def wait_for(predicate, timeout: float, what: str, worker: Worker | None = None,
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}" + (f"\n{worker.tail()}" if worker else ""))
-
-
-@pytest.fixture
-def images(settings):
-    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    server = LocalServer().start()
-    yield server
-    server.stop()
 
 
 def s3_bucket_with(files: dict[str, Path]) -> str:
