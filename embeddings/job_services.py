@@ -56,7 +56,7 @@ from embeddings.engine import AnalyzeOptions
 from embeddings.image_sources import ImageSource
 from embeddings.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.services import write_asset_faces
-from faceservice.tenancy import platform_scope, set_tenant_for_transaction, tenant_context
+from faceservice.tenancy import platform_scope, set_tenant_for_transaction, tenant_context, tenant_transaction
 from tenants import data_keys, webhooks
 
 logger = logging.getLogger(__name__)
@@ -163,9 +163,10 @@ def request_fingerprint(*, tenant_id: UUID | str, body: Any) -> str:
 def _bound(tenant_id: UUID | str, *, durable: bool = True) -> Iterator[None]:
     """A transaction bound to the tenant (row-level security), cheaply.
 
-    Outermost (a worker's task): BEGIN + one set_config, and the binding ends
-    with the transaction. Nested: tenant_context, which restores the outer
-    binding. This is the workers' hot path, where round trips add up.
+    Outermost (a worker's task): BEGIN + one set_config in a
+    tenant_transaction, so tenant scopes of this tenant inside it cost
+    nothing, and the binding ends with the transaction. Nested:
+    tenant_context, which restores the outer binding. This is the workers' hot path, where round trips add up.
 
     durable=False: asynchronous commit (no wait for the WAL flush) for pure
     bookkeeping that the sweeper rebuilds if a database crash loses it — a
@@ -176,7 +177,7 @@ def _bound(tenant_id: UUID | str, *, durable: bool = True) -> Iterator[None]:
         with tenant_context(tenant_id):
             yield
         return
-    with transaction.atomic():
+    with tenant_transaction():
         set_tenant_for_transaction(tenant_id)
         if not durable:
             with connection.cursor() as cursor:

@@ -9,12 +9,15 @@ at start (faceservice/celery.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 
 from embeddings import job_services, jobs, services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name=job_services.INDEX_TASK, ignore_result=True)
@@ -57,11 +60,9 @@ def run_deletion(tenant_id: str, deletion_id: str) -> int:
 @shared_task(name="embeddings.maintain_tenant_indexes", ignore_result=True)
 def maintain_tenant_indexes() -> dict:
     # Can run for minutes (a 500k-face build); a second run while it does returns at once.
-    import logging
-
     from embeddings import vector_index
 
     work = vector_index.maintain_tenant_indexes()
     if work.skipped:
-        logging.getLogger(__name__).info("per-tenant vector indexes: %s", work.skipped)
+        logger.info("per-tenant vector indexes: %s", work.skipped)
     return {"built": work.built, "dropped": work.dropped, "skipped": work.skipped}

@@ -75,6 +75,7 @@ def ensure_vector_index(model_id: str, dimension: int) -> bool:
 # a request: CREATE INDEX CONCURRENTLY can take minutes and no transaction.
 
 TENANT_INDEX_PREFIX = "face_hnswt_"
+_TENANT_INDEX_LIKE = TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"  # LIKE pattern: "_" is literal
 _valid_names: tuple[float, frozenset[str]] = (0.0, frozenset())
 _NAMES_TTL_SECONDS = 30.0
 
@@ -112,7 +113,7 @@ def valid_tenant_index_names(*, refresh: bool = False) -> frozenset[str]:
             cursor.execute(
                 "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                 "WHERE i.indrelid = 'embeddings_face'::regclass AND i.indisvalid AND c.relname LIKE %s",
-                [TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"])
+                [_TENANT_INDEX_LIKE])
             names = frozenset(row[0] for row in cursor.fetchall())
         _valid_names = (time.monotonic(), names)
     return names
@@ -191,7 +192,7 @@ def _drop(names: list[str]) -> list[str]:
 def _all_tenant_index_names() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings_face' AND indexname LIKE %s",
-                       [TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"])
+                       [_TENANT_INDEX_LIKE])
         return sorted(row[0] for row in cursor.fetchall())
 
 

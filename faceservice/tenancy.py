@@ -24,12 +24,12 @@ from django.db import connection, transaction
 TENANT_SETTING = "app.tenant_id"
 PLATFORM_SETTING = "app.platform_scope"
 
-# While an API request runs: (savepoint depth of its transaction, the tenant
-# that transaction is bound to, "" until authentication binds it). It lets
-# `tenant_context` for that same tenant skip its savepoint and four round
-# trips: a binding made at the top level of the request's transaction lasts
-# until the transaction ends. Any other scoped binding in between masks it.
-_request_binding: ContextVar[tuple[int, str] | None] = ContextVar("request_binding", default=None)
+# Inside a `tenant_transaction`: (its savepoint depth, the tenant it is bound
+# to, "" until set_tenant_for_transaction binds it). It lets `tenant_context`
+# for that same tenant skip its savepoint and four round trips: a binding made
+# at the top level of the transaction lasts until the transaction ends. Any
+# other scoped binding in between masks it.
+_binding: ContextVar[tuple[int, str] | None] = ContextVar("tenant_binding", default=None)
 
 
 def _set(name: str, value: str) -> None:
@@ -48,22 +48,26 @@ def set_tenant_for_transaction(tenant_id: UUID | str) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("set_tenant_for_transaction needs an open transaction")
     _set(TENANT_SETTING, str(tenant_id))
-    binding = _request_binding.get()
+    binding = _binding.get()
     if binding is not None:
         depth = binding[0]
-        # Only a top-level binding outlives what runs inside the request.
-        _request_binding.set((depth, str(tenant_id)) if len(connection.savepoint_ids) == depth else None)
+        # Only a top-level binding outlives what runs inside the transaction.
+        _binding.set((depth, str(tenant_id)) if len(connection.savepoint_ids) == depth else None)
 
 
 @contextmanager
-def request_transaction() -> Iterator[None]:
-    """The transaction of one API request (TenantAPIView.dispatch)."""
+def tenant_transaction() -> Iterator[None]:
+    """A transaction that set_tenant_for_transaction binds once for all it runs.
+
+    An API request (TenantAPIView, which learns the tenant when it
+    authenticates) and a worker's unit of work (job_services) run in one.
+    """
     with transaction.atomic():
-        token = _request_binding.set((len(connection.savepoint_ids), ""))
+        token = _binding.set((len(connection.savepoint_ids), ""))
         try:
             yield
         finally:
-            _request_binding.reset(token)
+            _binding.reset(token)
 
 
 def current_tenant_id() -> str:
@@ -77,7 +81,7 @@ def restore_tenant(previous: str) -> None:
 
 @contextmanager
 def _scoped_setting(name: str, value: str) -> Iterator[None]:
-    masked = _request_binding.set(None) if name == TENANT_SETTING else None
+    masked = _binding.set(None) if name == TENANT_SETTING else None
     try:
         with transaction.atomic():
             previous = _get(name)
@@ -88,15 +92,15 @@ def _scoped_setting(name: str, value: str) -> Iterator[None]:
             _set(name, previous)
     finally:
         if masked is not None:
-            _request_binding.reset(masked)
+            _binding.reset(masked)
 
 
 @contextmanager
 def tenant_context(tenant_id: UUID | str) -> Iterator[None]:
     """Run the block in a transaction that can see only this tenant's rows."""
-    binding = _request_binding.get()
+    binding = _binding.get()
     if binding is not None and binding[1] == str(tenant_id):
-        yield  # the request's transaction is bound to this tenant already
+        yield  # the tenant_transaction is bound to this tenant already
         return
     with _scoped_setting(TENANT_SETTING, str(tenant_id)):
         yield

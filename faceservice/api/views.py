@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from rest_framework.views import APIView
 
 from audit.services import record_event
-from faceservice.tenancy import current_tenant_id, request_transaction, restore_tenant, tenant_context
+from faceservice.tenancy import current_tenant_id, restore_tenant, tenant_context, tenant_transaction
 
 
 def client_ip(request) -> str | None:
@@ -27,7 +27,7 @@ class TenantAPIView(APIView):
         # Inside an outer transaction (tests, management code) the tenant
         # binding must not outlive the request; on its own it ends with it.
         nested = connection.in_atomic_block
-        with request_transaction():
+        with tenant_transaction():
             outer_tenant = current_tenant_id() if nested else None
             response = super().dispatch(request, *args, **kwargs)
             if outer_tenant is not None and not transaction.get_rollback():

@@ -121,10 +121,10 @@ def test_request_binding_is_masked_by_a_nested_tenant_context(two_tenants_with_k
     """Inside a request bound to A, a nested scope of B must not let a scope of A reuse the stale binding."""
     from django.db import transaction
 
-    from faceservice.tenancy import request_transaction, set_tenant_for_transaction
+    from faceservice.tenancy import set_tenant_for_transaction, tenant_transaction
 
     a, b = two_tenants_with_keys
-    with transaction.atomic(), request_transaction():
+    with transaction.atomic(), tenant_transaction():
         set_tenant_for_transaction(a.id)
         with tenant_context(a.id):  # the fast path: bound already
             assert _tenant_ids_of_all_keys() == {a.id}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.helpers import Published
-from jobs.servers import LocalServer
+from jobs.servers import local_server
 
 
 @pytest.fixture
@@ -37,7 +37,5 @@ def run_commit_hooks(django_capture_on_commit_callbacks):
 @pytest.fixture
 def images(settings):
     """A local HTTP server for image URLs (and webhook receivers), reachable past the SSRF guard."""
-    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    server = LocalServer().start()
-    yield server
-    server.stop()
+    with local_server(settings) as server:
+        yield server

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -82,3 +83,14 @@ class LocalServer:
     def serve(self, path: str, *answers: tuple[int, bytes]) -> str:
         self.routes[path] = Route(list(answers))
         return self.url(path)
+
+
+@contextmanager
+def local_server(settings) -> Iterator[LocalServer]:
+    """A LocalServer that the SSRF guard lets fetches and webhook deliveries reach (pytest-django settings)."""
+    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    server = LocalServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

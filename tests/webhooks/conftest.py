@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.jobs.servers import LocalServer
+from tests.jobs.servers import local_server
 
 
 @pytest.fixture
 def receiver(settings):
-    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    server = LocalServer().start()
-    yield server
-    server.stop()
+    with local_server(settings) as server:
+        yield server
 
 
 @pytest.fixture
