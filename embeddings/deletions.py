@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.services import Actor, record_event
+from embeddings.gallery import next_generation
 from embeddings.models import Asset, DeletionRequest, Face
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
@@ -72,6 +73,8 @@ def _delete_one_batch(deletion: DeletionRequest, batch_size: int) -> int:
     with tenant_context(deletion.tenant_id):
         ids = list(matching_faces(deletion.tenant_id, deletion.requested).values_list("id", flat=True)[:batch_size])
         deleted, _ = Face.objects.filter(tenant_id=deletion.tenant_id, id__in=ids).delete()
+        if deleted:
+            next_generation(deletion.tenant_id, removes=True)
         DeletionRequest.objects.filter(pk=deletion.pk).update(
             status=DeletionRequest.Status.RUNNING, faces_deleted=deletion.faces_deleted + deleted)
         deletion.faces_deleted += deleted

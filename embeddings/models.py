@@ -53,16 +53,40 @@ class Face(models.Model):
     search_vector = VectorField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The tenant's GalleryState.generation of the transaction that wrote this
+    # row: web processes holding the tenant's templates in memory fetch only
+    # the rows above the generation they hold (embeddings/gallery.py).
+    gallery_generation = models.BigIntegerField(db_default=0)
 
     class Meta:
         db_table = "embeddings_face"
         indexes = [
+            models.Index(fields=["tenant", "gallery_generation"], name="face_tenant_generation"),
             models.Index(fields=["tenant", "asset_id"], name="face_tenant_asset"),
             models.Index(fields=["tenant", "subject_id"], name="face_tenant_subject"),
             models.Index(fields=["tenant", "created_at", "id"], name="face_tenant_created"),
             models.Index(fields=["expires_at"], name="face_expires",
                          condition=models.Q(expires_at__isnull=False)),
         ]
+
+
+class GalleryState(models.Model):
+    """A counter of the writes to a tenant's faces, for the in-memory search galleries.
+
+    Every transaction that inserts, changes or deletes faces takes the next
+    generation first thing after its own row locks and holds this row's lock
+    until it commits. So a generation G seen committed means every row written
+    at or below G is visible: a reader that holds the tenant's templates up to
+    G needs only the rows above it. Deletions also set `removed_generation`,
+    which tells readers to load the tenant again (embeddings/gallery.py).
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    generation = models.BigIntegerField(default=0)
+    removed_generation = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "embeddings_gallerystate"
 
 
 # --- Index jobs -------------------------------------------------------------------

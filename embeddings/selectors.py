@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
 
+from embeddings.gallery import GalleryState, bytes_per_face, galleries
 from embeddings.models import Face
 from embeddings.protection import decrypt_embedding, project, projection_matrix
 from embeddings.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
@@ -97,26 +98,56 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
 
 
 # The tenant's readable key versions (data_keys.readable_versions() without the
-# nested tenant scope it opens: the caller holds one). On the HNSW path the
-# same statement sets the scan's settings for the transaction: one round trip
-# instead of two. The one-row subquery (OFFSET 0 keeps it apart) runs before
-# any version comes back, so before the vector query that needs the settings.
-_VERSIONS_SQL = ("SELECT version FROM tenants_tenantkey WHERE tenant_id = %s AND status IN (%s, %s) "
-                 "ORDER BY version DESC")
+# nested tenant scope it opens: the caller holds one) and its gallery
+# generations (embeddings/gallery.py). On the HNSW path the same statement sets
+# the scan's settings for the transaction: one round trip instead of two. The
+# one-row subquery (OFFSET 0 keeps it apart) runs before any version comes
+# back, so before the vector query that needs the settings.
+_VERSIONS_SQL = (
+    "SELECT k.version, g.generation, g.removed_generation FROM tenants_tenantkey k "
+    "LEFT JOIN embeddings_gallerystate g ON g.tenant_id = k.tenant_id "
+    "WHERE k.tenant_id = %s AND k.status IN (%s, %s) ORDER BY k.version DESC")
 _VERSIONS_WITH_HNSW_SQL = (
-    "SELECT k.version FROM (SELECT set_config('hnsw.ef_search', %s, true), "
+    "SELECT k.version, NULL, NULL FROM (SELECT set_config('hnsw.ef_search', %s, true), "
     "set_config('hnsw.iterative_scan', 'relaxed_order', true) OFFSET 0) AS hnsw, tenants_tenantkey k "
     "WHERE k.tenant_id = %s AND k.status IN (%s, %s) ORDER BY k.version DESC")
 
 
-def _readable_versions_in_context(tenant_id, *, hnsw_ef_search: int | None = None) -> list[int]:
+def _readable_versions_in_context(tenant_id, *, hnsw_ef_search: int | None = None
+                                  ) -> tuple[list[int], GalleryState]:
     readable = [TenantKey.Status.ACTIVE.value, TenantKey.Status.RETIRING.value]
     with connection.cursor() as cursor:
         if hnsw_ef_search is None:
             cursor.execute(_VERSIONS_SQL, [str(tenant_id), *readable])
         else:
             cursor.execute(_VERSIONS_WITH_HNSW_SQL, [str(hnsw_ef_search), str(tenant_id), *readable])
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    state = GalleryState(rows[0][1] or 0, rows[0][2] or 0) if rows else GalleryState()
+    return [row[0] for row in rows], state
+
+
+_ROWS_BY_ID_SQL = ("SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "
+                   "WHERE tenant_id = %s AND id = ANY(%s) AND model_id = %s AND key_version = %s")
+
+
+def _rows_by_id(*, tenant_id, model_id: str, key_version: int, face_ids: list[UUID]) -> list[tuple]:
+    """The candidates' rows; a face deleted since the gallery was loaded is not among them."""
+    if not face_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_ROWS_BY_ID_SQL, [str(tenant_id), face_ids, model_id, key_version])
+        return cursor.fetchall()
+
+
+def _fits_in_memory(tenant_id, model_id: str, dimension: int) -> bool:
+    """Whether this tenant's faces of the model are searched from an in-memory gallery."""
+    budget = settings.SEARCH_MEMORY_MAX_BYTES
+    if budget <= 0:
+        return False
+    if galleries.holds(tenant_id, model_id):
+        return True
+    most = budget // bytes_per_face(dimension)
+    return faces_of_model(tenant_id=tenant_id, model_id=model_id, up_to=most + 1) <= most
 
 
 def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
@@ -144,25 +175,40 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
         return []
     limit = max(top_k * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
     candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
+    dimension = int(queries[0].shape[0])
     with tenant_context(tenant_id):
-        limit_faces = settings.EXACT_SEARCH_MAX_FACES
-        exact = faces_of_model(tenant_id=tenant_id, model_id=model_id, up_to=limit_faces + 1) <= limit_faces
+        in_memory = not subject_ids and not asset_ids and _fits_in_memory(tenant_id, model_id, dimension)
+        most_exact = settings.EXACT_SEARCH_MAX_FACES
+        exact = in_memory or faces_of_model(tenant_id=tenant_id, model_id=model_id,
+                                            up_to=most_exact + 1) <= most_exact
         # A tenant's own graph holds only its faces: it needs a different
         # ef_search than the shared graph searched with a tenant filter.
         own_index = not exact and has_tenant_index(model_id, tenant_id)
-        timings.strategy = "exact" if exact else "hnsw-tenant" if own_index else "hnsw"
+        timings.strategy = ("memory" if in_memory else "exact" if exact
+                            else "hnsw-tenant" if own_index else "hnsw")
         ef_search = None if exact else max(
             settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH, limit)
-        versions = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
+        versions, state = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
         for version in versions:
             key = data_keys.data_key(tenant_id=tenant_id, version=version)
+            gallery = None
+            if in_memory:
+                started = time.perf_counter()
+                gallery = galleries.synced(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                           dimension=dimension, state=state)
+                # Part of the vector search: a gallery's first load or top-up is paid here.
+                timings.vector_search_ms += (time.perf_counter() - started) * 1000
             for query, found in zip(queries, candidates, strict=True):
                 matrix = projection_matrix(dek=key, key_version=version, dimension=query.shape[0],
                                            model_id=model_id)
                 started = time.perf_counter()
-                rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                       query=project(matrix, query), limit=limit, exact=exact,
-                                       subject_ids=subject_ids, asset_ids=asset_ids)
+                if gallery is not None:
+                    rows = _rows_by_id(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                       face_ids=gallery.nearest(project(matrix, query), limit))
+                else:
+                    rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                           query=project(matrix, query), limit=limit, exact=exact,
+                                           subject_ids=subject_ids, asset_ids=asset_ids)
                 timings.vector_search_ms += (time.perf_counter() - started) * 1000
                 found.extend((row, version, key) for row in rows)
     results = []

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
+from embeddings.gallery import next_generation
 from embeddings.models import Asset, Face
 from embeddings.protection import (
     decrypt_embedding,
@@ -140,12 +141,13 @@ def write_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence[D
         cursor.execute("DELETE FROM embeddings_face WHERE tenant_id = %s AND asset_id = %s",
                        [str(tenant_id), asset_id])
         replaced = cursor.rowcount
+    generation = next_generation(tenant_id, removes=replaced > 0)
     expiry = _expiry(retention_days, now, expires_at)
     Face.objects.bulk_create([
         Face(id=face_id, tenant_id=tenant_id, asset_id=asset_id, subject_id=subject_id, job_id=job_id,
              bbox=[round(float(v), 2) for v in face.bbox], det_score=float(face.det_score),
              model_id=model_id, key_version=key.version, embedding_ciphertext=ciphertext,
-             search_vector=vector, created_at=now, expires_at=expiry)
+             search_vector=vector, created_at=now, expires_at=expiry, gallery_generation=generation)
         for face, (face_id, ciphertext, vector) in zip(faces, protected, strict=True)
     ])
     face_ids = [face_id for face_id, _, _ in protected]
@@ -181,6 +183,8 @@ def _delete_matching(tenant_id: UUID | str, *, face_ids: Iterable[UUID] = (),
         _refresh_asset_counts(tenant_id)
     else:
         assets_deleted, _ = assets.delete()
+    if deleted_ids:
+        next_generation(tenant_id, removes=True)
     return deleted_ids, assets_deleted
 
 
@@ -231,6 +235,7 @@ def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionRe
     with transaction.atomic(), tenant_context(tenant_id):
         faces_deleted, _ = Face.objects.filter(tenant_id=tenant_id).delete()
         assets_deleted, _ = Asset.objects.filter(tenant_id=tenant_id).delete()
+        next_generation(tenant_id, removes=True)
         keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
         record_event(tenant_id=tenant_id, actor=actor, action="faces.purged", target={"tenant_id": str(tenant_id)},
                      details={"faces_deleted": faces_deleted, "assets_deleted": assets_deleted,
@@ -252,6 +257,7 @@ def purge_expired_faces(*, now: datetime | None = None, actor: Actor | None = No
             count, _ = expired.delete()
             if count:
                 _refresh_asset_counts(tenant_id)
+                next_generation(tenant_id, removes=True)
                 record_event(tenant_id=tenant_id, actor=actor, action="faces.retention_purged",
                              details={"faces_deleted": count})
                 total += count
@@ -269,6 +275,9 @@ def reencrypt_batch(*, tenant_id: UUID | str, batch_size: int = 500, actor: Acto
     with tenant_context(tenant_id):
         faces = list(Face.objects.select_for_update(skip_locked=True)
                      .filter(tenant_id=tenant_id).exclude(key_version=active.version)[:batch_size])
+        # A template moved to another key version counts as removed from the
+        # old version's in-memory galleries (embeddings/gallery.py).
+        generation = next_generation(tenant_id, removes=True) if faces else 0
         for face in faces:
             old_key = data_keys.data_key(tenant_id=tenant_id, version=face.key_version)
             embedding = decrypt_embedding(dek=old_key, ciphertext=bytes(face.embedding_ciphertext),
@@ -281,7 +290,9 @@ def reencrypt_batch(*, tenant_id: UUID | str, batch_size: int = 500, actor: Acto
                 key_version=active.version, model_id=face.model_id)
             face.search_vector = project(matrix, embedding)
             face.key_version = active.version
-        Face.objects.bulk_update(faces, ["embedding_ciphertext", "search_vector", "key_version"])
+            face.gallery_generation = generation
+        Face.objects.bulk_update(faces, ["embedding_ciphertext", "search_vector", "key_version",
+                                         "gallery_generation"])
         if not faces:
             in_use = set(Face.objects.filter(tenant_id=tenant_id).values_list("key_version", flat=True))
             data_keys.finish_retired_keys(tenant_id=tenant_id, in_use_versions=in_use, actor=actor)

@@ -285,6 +285,16 @@ PROJECTION_CACHE_MAX_ENTRIES = env_int("PROJECTION_CACHE_MAX_ENTRIES", 256)
 # 20k: a 10-20k tenant's own graph gave recall 1.0 for 2.6x (128-d) to 7.6x
 # (512-d) less CPU than the exact scan (docs/BENCHMARKS.md, "Vector search").
 EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 10000)
+# In-memory search galleries (embeddings/gallery.py): each web process keeps
+# the protected templates of the tenants it searches, up to this many bytes in
+# all (16 + 4*d bytes a face: 100k faces at 128-d take 53 MB), and searches
+# them exactly in NumPy (~3 ms at 100k x 128-d) instead of in pgvector. A
+# tenant larger than this, and searches filtered by subject or asset, use
+# pgvector as below. 0 turns it off. Budget it per web process (WEB_CONCURRENCY).
+SEARCH_MEMORY_MAX_BYTES = env_int("SEARCH_MEMORY_MAX_BYTES", 512 * 1024 * 1024)
+# After faces are deleted, a gallery is loaded again at most this often: until
+# then their templates stay in the process's memory (never in results).
+SEARCH_MEMORY_RELOAD_SECONDS = env_int("SEARCH_MEMORY_RELOAD_SECONDS", 30)
 # Candidates fetched from the index per requested match, re-ranked exactly.
 SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)

@@ -14,6 +14,15 @@ FACES_DIR = SHARED_DIR / "faces"
 MODELS_DIR = SHARED_DIR / "models"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_search_galleries():
+    """Each test starts with no in-memory gallery: a rolled-back test's faces must not linger."""
+    from embeddings.gallery import clear_galleries
+
+    clear_galleries()
+    yield
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_blocker):
     """Migrate the throw-away database that `./dev test` started.

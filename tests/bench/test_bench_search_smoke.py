@@ -127,7 +127,7 @@ def test_latency_end_to_end(stack, django_db_blocker):
     with django_db_blocker.unblock():
         stack.new_tenant()
         out = latency.run(stack, total_faces=60, searches=3, rounds=1, warmup=1, max_people=6)
-    assert out["faces_in_tenant"] == 60 and out["strategy"] == "exact"
+    assert out["faces_in_tenant"] == 60 and out["strategy"] == "memory"
     r = out["rounds"][0]
     assert r["service_wall"]["n"] == 3 and r["model"]["n"] == 3 and r["paired_difference"]["n"] == 3
     assert r["service_wall"]["p50"] > r["stages"]["detect_embed"]["p50"] > 0

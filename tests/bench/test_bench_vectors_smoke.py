@@ -115,6 +115,7 @@ def test_tiny_run_measures_the_tenants_own_index(committed_db, settings):
     assert builds[0]["faces"] == 1000 and not report["build"]["created"]
     assert report["sizes"]["hnsw_bytes"] == 0 and sum(report["sizes"]["extra"]["tenant_hnsw_bytes"].values()) > 0
     assert report["plans"]["giant"]["kind"] == "hnsw (tenant's own)"
-    assert report["service"]["as committed"]["strategies"]["giant:hnsw-tenant"] == 8
+    assert report["service"]["as committed"]["strategies"]["giant:memory"] == 8
+    assert report["service"]["pgvector only"]["strategies"]["giant:hnsw-tenant"] == 8
     assert report["ann_sql"][100]["giant"]["recall_at_10"] >= 0.9
     assert "per-tenant HNSW build" in report["markdown"]

@@ -166,6 +166,7 @@ def test_hnsw_path_finds_the_same_as_exact(tenant, settings):
                                      faces=[FakeDetection(v) for v in vectors[i:i + 50]],
                                      model_id=MODEL, submitted_at=timezone.now(), actor=ACTOR)
     probe = vectors[123]
+    settings.SEARCH_MEMORY_MAX_BYTES = 0  # pgvector's paths, not the in-memory gallery
     settings.EXACT_SEARCH_MAX_FACES = 0
     from django.core.cache import cache
     cache.clear()

@@ -42,6 +42,7 @@ def _tenant_with_random_faces(count: int, seed: int):
 def test_hnsw_path_sets_ef_search_and_iterative_scan_for_the_transaction(db, settings):
     tenant, model_id, vectors = _tenant_with_random_faces(30, seed=3)
     settings.HNSW_EF_SEARCH = 123
+    settings.SEARCH_MEMORY_MAX_BYTES = 0  # pgvector's paths, not the in-memory gallery
     settings.EXACT_SEARCH_MAX_FACES = 10**6
     cache.clear()  # the cached face count picks the strategy
     timings = selectors.SearchTimings()

@@ -71,6 +71,7 @@ def model_id():
 @pytest.fixture
 def small_threshold(settings):
     settings.EXACT_SEARCH_MAX_FACES = 100
+    settings.SEARCH_MEMORY_MAX_BYTES = 0  # pgvector's paths, not the in-memory gallery
     cache.clear()  # cached face counts pick the strategy
     return settings
 

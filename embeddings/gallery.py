@@ -1,0 +1,217 @@
+"""In-memory search galleries: a web process's copy of a tenant's protected templates.
+
+pgvector spends 1-2 ms of fixed cost and 5-17x FAISS's CPU per query (see
+docs/BENCHMARKS.md, "Vector search"); an exact scan of 100k 128-d templates in
+NumPy takes ~3 ms and finds exactly what brute force finds. So each web process
+keeps, per (tenant, model, key version), the protected templates y = R·x it
+has searched, up to SEARCH_MEMORY_MAX_BYTES in all (least recently used go
+first). The search answers with candidate ids only; their rows, ciphertexts
+included, are then read from PostgreSQL, which stays the source of truth: a
+face deleted since the gallery was loaded is simply not found there.
+
+Keeping up with writes (embeddings.models.GalleryState): every transaction
+that writes a tenant's faces takes the tenant's next generation and stamps its
+new rows with it, holding the counter's row lock until it commits. A search
+reads the generation in the statement it already sends for the key versions;
+when it moved, the gallery fetches only the rows above the generation it
+holds. Deletions also move `removed_generation`: the gallery then loads the
+tenant again, at most once per SEARCH_MEMORY_RELOAD_SECONDS, so a deleted
+face's template leaves the process's memory within that time (results never
+include it meanwhile).
+
+Templates are not the embeddings: they are protected by the tenant's secret
+rotation (embeddings/protection.py) and are what PostgreSQL's own buffers
+hold. Nothing here is written to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+# One row per face: the id's 16 bytes and pgvector's binary form of the
+# template (int16 dimension, int16 unused, float4 big-endian values).
+_ROWS_SQL = ("SELECT uuid_send(id), vector_send(search_vector), gallery_generation FROM embeddings_face "
+             "WHERE tenant_id = %s AND model_id = %s AND key_version = %s AND gallery_generation > %s")
+
+# Called by every writer of faces, inside its transaction, after its other
+# row locks (the same order everywhere, so writers cannot deadlock on it).
+_NEXT_GENERATION_SQL = """
+INSERT INTO embeddings_gallerystate AS g (tenant_id, generation, removed_generation)
+VALUES (%(tenant)s, 1, CASE WHEN %(removes)s THEN 1 ELSE 0 END)
+ON CONFLICT (tenant_id) DO UPDATE
+SET generation = g.generation + 1,
+    removed_generation = CASE WHEN %(removes)s THEN g.generation + 1 ELSE g.removed_generation END
+RETURNING generation
+"""
+
+
+def next_generation(tenant_id: UUID | str, *, removes: bool) -> int:
+    """Take the tenant's next gallery generation (writers only; inside their transaction).
+
+    `removes`: the transaction deletes faces or changes their templates, so
+    in-memory galleries must be loaded again rather than topped up.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_GENERATION_SQL, {"tenant": str(tenant_id), "removes": removes})
+        return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class GalleryState:
+    """The tenant's write counters as a search read them."""
+
+    generation: int = 0
+    removed_generation: int = 0
+
+
+class Gallery:
+    """The protected templates of one tenant, model and key version, searchable exactly."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+        self._ids = np.empty((0, 16), dtype=np.uint8)
+        self._vectors = np.empty((0, dimension), dtype=np.float32)
+        self.size = 0
+        self.generation = 0
+        self.loaded_at = time.monotonic()
+        # Faces were deleted since the load: their templates are still here
+        # (never returned: results come from PostgreSQL) until the next load.
+        self.removals_pending = False
+
+    @property
+    def nbytes(self) -> int:
+        return self._ids.nbytes + self._vectors.nbytes
+
+    def append(self, rows: list[tuple[bytes, bytes, int]]) -> None:
+        """Add rows from _ROWS_SQL. Readers holding an earlier snapshot are not disturbed."""
+        if not rows:
+            return
+        ids = np.frombuffer(b"".join(bytes(row[0]) for row in rows), dtype=np.uint8).reshape(-1, 16)
+        record = np.dtype([("head", ">i2", 2), ("values", ">f4", self.dimension)])
+        vectors = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype=record)["values"]
+        end = self.size + len(rows)
+        if end > len(self._ids):
+            self._grow(max(end, int(len(self._ids) * 1.25) + 64))  # exact size on a load
+        self._ids[self.size:end] = ids
+        self._vectors[self.size:end] = vectors
+        # Publish the rows only once they are written: a concurrent reader
+        # takes (arrays, size) together and never sees half-filled slots.
+        self.size = end
+        self.generation = max(self.generation, max(int(row[2]) for row in rows))
+
+    def _grow(self, capacity: int) -> None:
+        ids = np.empty((capacity, 16), dtype=np.uint8)
+        vectors = np.empty((capacity, self.dimension), dtype=np.float32)
+        ids[:self.size], vectors[:self.size] = self._ids[:self.size], self._vectors[:self.size]
+        self._ids, self._vectors = ids, vectors
+
+    def nearest(self, query: np.ndarray, limit: int) -> list[UUID]:
+        """Ids of the `limit` templates with the largest inner product with `query`, best first."""
+        ids, vectors, size = self._ids, self._vectors, self.size
+        if size == 0 or limit <= 0:
+            return []
+        scores = vectors[:size] @ np.asarray(query, dtype=np.float32)
+        if size > limit:
+            top = np.argpartition(-scores, limit - 1)[:limit]
+            order = top[np.argsort(-scores[top], kind="stable")]
+        else:
+            order = np.argsort(-scores, kind="stable")
+        return [uuid.UUID(bytes=ids[i].tobytes()) for i in order]
+
+
+class GalleryCache:
+    """This process's galleries, least recently used first out, within a byte budget."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._galleries: OrderedDict[tuple[str, str, int], Gallery] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._galleries)
+
+    def holds(self, tenant_id: UUID | str, model_id: str) -> bool:
+        with self._lock:
+            return any(key[:2] == (str(tenant_id), model_id) for key in self._galleries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._galleries.clear()
+
+    def synced(self, *, tenant_id: UUID | str, model_id: str, key_version: int, dimension: int,
+               state: GalleryState, fetch_rows: Callable[[int], list] | None = None) -> Gallery:
+        """The gallery brought up to `state`; call inside the tenant's transaction.
+
+        Loads it when absent, when faces were removed since it was loaded (at
+        most once per SEARCH_MEMORY_RELOAD_SECONDS) or when the model's
+        dimension changed; otherwise fetches only the rows written since.
+        """
+        key = (str(tenant_id), model_id, int(key_version))
+        fetch_rows = fetch_rows or (lambda above: _fetch_rows(tenant_id, model_id, key_version, above))
+        with self._lock:
+            gallery = self._galleries.get(key)
+            if gallery is not None and state.removed_generation > gallery.generation:
+                gallery.removals_pending = True
+            if gallery is None or gallery.dimension != dimension or (
+                    gallery.removals_pending
+                    and time.monotonic() - gallery.loaded_at >= settings.SEARCH_MEMORY_RELOAD_SECONDS):
+                gallery = Gallery(dimension)
+                gallery.append(fetch_rows(-1))
+                self._galleries[key] = gallery
+            elif state.generation > gallery.generation:
+                gallery.append(fetch_rows(gallery.generation))
+            # Rows at or below a committed generation are all visible, and
+            # those above it that were just read are held: nothing is missed.
+            gallery.generation = max(gallery.generation, state.generation)
+            self._galleries.move_to_end(key)
+            self._evict(keep=key)
+            return gallery
+
+    def _evict(self, *, keep: tuple[str, str, int]) -> None:
+        """Drop the least recently used galleries until the rest fit the budget.
+
+        `keep` goes last: a tenant that outgrew the budget on its own is
+        searched this once from memory, then through pgvector.
+        """
+        total = sum(gallery.nbytes for gallery in self._galleries.values())
+        for key in [*(k for k in self._galleries if k != keep), keep]:
+            if total <= settings.SEARCH_MEMORY_MAX_BYTES:
+                break
+            total -= self._galleries.pop(key).nbytes
+
+
+def _fetch_rows(tenant_id: UUID | str, model_id: str, key_version: int, above: int) -> list:
+    # Binary results: the ids and templates come back as raw bytes, ~50x
+    # faster to unpack than pgvector's text form.
+    # Django's cursors bind parameters client-side, which rules binary results
+    # out: a plain psycopg cursor on the same connection (and transaction).
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_ROWS_SQL, [str(tenant_id), model_id, key_version, above], binary=True)
+        return cursor.fetchall()
+
+
+def bytes_per_face(dimension: int) -> int:
+    return 16 + 4 * dimension
+
+
+galleries = GalleryCache()
+
+
+def clear_galleries() -> None:
+    """Forget every gallery of this process (tests; a forked child starts empty)."""
+    galleries.clear()
+
+
+os.register_at_fork(after_in_child=clear_galleries)
