@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.search_stack import LFW_DIR, ServiceStack, SimpleFace, lfw_people, log, percentile
 
-STAGES = ("decode", "detect_embed", "search", "vector_search", "rerank")
+STAGES = ("decode", "detect_embed", "search", "vector_search", "gallery_scan", "rerank")
 
 
 def random_unit_vectors(count: int, dimension: int, seed: int) -> np.ndarray:

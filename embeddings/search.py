@@ -105,7 +105,7 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
                        for f in analysis.left_out]
     watch.lap("search")
     _audit_search(tenant_id, actor, result, source_kind=source.kind)
-    result.timings_ms = {**watch.laps, "vector_search": timings.vector_search_ms, "rerank": timings.rerank_ms}
+    result.timings_ms = _timings(watch, timings)
     return result
 
 
@@ -125,8 +125,13 @@ def search_by_face(*, tenant_id: UUID, face_id: UUID, query: SearchQuery, actor:
     result = SearchResult(model_id=model_id, threshold=query.threshold,
                           faces=[{"bbox": None, "det_score": None, "matches": [_match_dict(m) for m in matches]}])
     _audit_search(tenant_id, actor, result, source_kind="face_id", face_id=face_id)
-    result.timings_ms = {**watch.laps, "vector_search": timings.vector_search_ms, "rerank": timings.rerank_ms}
+    result.timings_ms = _timings(watch, timings)
     return result
+
+
+def _timings(watch: Stopwatch, timings: SearchTimings) -> dict[str, float]:
+    return {**watch.laps, "vector_search": timings.vector_search_ms, "rerank": timings.rerank_ms,
+            **({"gallery_scan": timings.extra["gallery_scan_ms"]} if "gallery_scan_ms" in timings.extra else {})}
 
 
 def _audit_search(tenant_id, actor: Actor, result: SearchResult, *, source_kind: str,

@@ -287,8 +287,8 @@ PROJECTION_CACHE_MAX_ENTRIES = env_int("PROJECTION_CACHE_MAX_ENTRIES", 256)
 EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 10000)
 # In-memory search galleries (embeddings/gallery.py): each web process keeps
 # the protected templates of the tenants it searches, up to this many bytes in
-# all (16 + 4*d bytes a face: 100k faces at 128-d take 53 MB), and searches
-# them exactly in NumPy (~3 ms at 100k x 128-d) instead of in pgvector. A
+# all (16 + 2*d bytes a face: 100k faces at 128-d take 27 MB), and scans them
+# all (FAISS flat, half precision; ~3 ms at 100k x 128-d) instead of pgvector. A
 # tenant larger than this, and searches filtered by subject or asset, use
 # pgvector as below. 0 turns it off. Budget it per web process (WEB_CONCURRENCY).
 SEARCH_MEMORY_MAX_BYTES = env_int("SEARCH_MEMORY_MAX_BYTES", 512 * 1024 * 1024)

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from embeddings import selectors, services
-from embeddings.gallery import galleries
+from embeddings.gallery import bytes_per_face, galleries
 from embeddings.models import Face, GalleryState
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
@@ -125,7 +125,7 @@ def test_each_tenant_has_its_own_gallery(gallery_tenant, other_tenant):
 
 def test_a_tenant_over_the_budget_is_searched_in_pgvector(gallery_tenant, settings):
     tenant, vectors = gallery_tenant
-    settings.SEARCH_MEMORY_MAX_BYTES = 299 * (16 + 4 * DIM)
+    settings.SEARCH_MEMORY_MAX_BYTES = 299 * bytes_per_face(DIM)
     cache.clear()  # the cached face count decides
     matches, timings = search(tenant, vectors[9], top_k=1)
     assert timings.strategy == "exact" and matches[0].asset_id == "batch-0"
@@ -135,7 +135,7 @@ def test_a_tenant_over_the_budget_is_searched_in_pgvector(gallery_tenant, settin
 def test_the_least_recently_used_gallery_goes_first(gallery_tenant, other_tenant, settings):
     tenant, vectors = gallery_tenant
     index(other_tenant, "one", vectors[:10])
-    settings.SEARCH_MEMORY_MAX_BYTES = 305 * (16 + 4 * DIM)  # room for one of the two galleries
+    settings.SEARCH_MEMORY_MAX_BYTES = 305 * bytes_per_face(DIM)  # room for one of the two galleries
     search(tenant, vectors[0])
     search(other_tenant, vectors[0])
     assert held(tenant) is None and held(other_tenant).size == 10
