@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.search_stack import LFW_DIR, ServiceStack, SimpleFace, lfw_people, log, percentile
 
-STAGES = ("decode", "detect_embed", "search", "vector_search", "gallery_scan", "rerank")
+STAGES = ("app", "decode", "detect_embed", "search", "vector_search", "gallery_scan", "rerank")
 
 
 def random_unit_vectors(count: int, dimension: int, seed: int) -> np.ndarray:
@@ -178,6 +178,7 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
     whatever else the machine runs; wall time on a shared machine is not.
     """
     wall, model, model_decode, model_analyze, detect, other, paired = [], [], [], [], [], [], []
+    outside: list[float] = []  # wall minus the server's own time: HTTP, loopback, this client
     model_cpu: list[float] = []
     pids = service_processes(stack)
     service_cpu_before = cpu_of(pids)
@@ -193,6 +194,7 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
             for name in STAGES:
                 stages[name].append(float(t.get(name, 0.0)))
             other.append(ms - t.get("decode", 0.0) - t.get("detect_embed", 0.0))
+            outside.append(ms - t.get("app", 0.0))
 
         def bare(data=data):
             m = time_model(engine, data, limits)
@@ -213,6 +215,7 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
                                "model": float(np.mean(model_cpu)) if model_cpu else float("nan")},
         "load_before": load_before, "load_after": os.getloadavg()[0],
         "service_wall": summarise(wall), "service_non_model": summarise(other),
+        "outside_django": summarise(outside),
         "paired_difference": summarise(paired),
         "stages": {name: summarise(values) for name, values in stages.items()},
         "model": summarise(model), "model_decode": summarise(model_decode),
@@ -393,6 +396,7 @@ def report(out: dict) -> str:
                   _row("service, HTTP wall time", r["service_wall"])]
         lines += [_row(f"  server {name}", r["stages"][name]) for name in STAGES]
         lines += [_row("  non-model (wall - decode - detect_embed)", r["service_non_model"]),
+                  _row("  outside Django (wall - server app)", r["outside_django"]),
                   _row("service wall - model wall, same photo", r["paired_difference"]),
                   _row("model: decode + analyze (bare engine)", r["model"]),
                   _row("  decode", r["model_decode"]), _row("  analyze (detect + embed)", r["model_analyze"]),

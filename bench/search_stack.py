@@ -283,7 +283,11 @@ class ServiceStack:
         if response.status_code != 200:
             raise RuntimeError(f"search answered {response.status_code}: {response.text[:300]}\n"
                                f"web server log (last lines):\n{self.web_log_tail()}")
-        return response.json(), elapsed
+        body = response.json()
+        # The server's own time (Server-Timing "app"): the rest of `elapsed` is HTTP and this client.
+        app = response.headers.get("Server-Timing", "").partition("app;dur=")[2]
+        body["timings_ms"]["app"] = float(app) if app else 0.0
+        return body, elapsed
 
 
 def lfw_people(root: Path = LFW_DIR) -> dict[str, list[Path]]:

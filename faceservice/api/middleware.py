@@ -27,6 +27,9 @@ class RequestIdMiddleware:
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
+            # The time spent in Django (W3C Server-Timing): what a caller's
+            # own measurement adds beyond it is HTTP and the network.
+            response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             self._log(request, response.status_code, started)
             return response
         finally:
