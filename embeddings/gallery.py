@@ -18,7 +18,9 @@ when it moved, the gallery fetches only the rows above the generation it
 holds. Deletions also move `removed_generation`: the gallery then loads the
 tenant again, at most once per SEARCH_MEMORY_RELOAD_SECONDS, so a deleted
 face's template leaves the process's memory within that time (results never
-include it meanwhile).
+include it meanwhile). A gallery not searched for SEARCH_MEMORY_IDLE_SECONDS
+is dropped by a janitor thread, so a process that stopped searching a tenant
+does not keep its templates either.
 
 Templates are not the embeddings: they are protected by the tenant's secret
 rotation (embeddings/protection.py) and are what PostgreSQL's own buffers
@@ -94,7 +96,7 @@ class Gallery:
                                                  faiss.METRIC_INNER_PRODUCT)
         self._ids = np.empty((0, 16), dtype=np.uint8)  # row i of the index is face _ids[i]
         self.generation = 0
-        self.loaded_at = time.monotonic()
+        self.loaded_at = self.used_at = time.monotonic()
         # Faces were deleted since the load: their templates are still here
         # (never returned: results come from PostgreSQL) until the next load.
         self.removals_pending = False
@@ -144,6 +146,32 @@ class GalleryCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._galleries: OrderedDict[tuple[str, str, int], Gallery] = OrderedDict()
+        self._janitor: threading.Thread | None = None
+
+    def drop_idle(self) -> int:
+        """Forget the galleries not searched for SEARCH_MEMORY_IDLE_SECONDS; how many went.
+
+        This bounds how long a deleted face's template can stay in a process
+        that no longer searches its tenant (one that does reloads it).
+        """
+        horizon = time.monotonic() - settings.SEARCH_MEMORY_IDLE_SECONDS
+        with self._lock:
+            idle = [key for key, gallery in self._galleries.items() if gallery.used_at < horizon]
+            for key in idle:
+                del self._galleries[key]
+        return len(idle)
+
+    def _start_janitor(self) -> None:
+        if self._janitor is not None and self._janitor.is_alive():
+            return
+
+        def sweep() -> None:
+            while True:
+                time.sleep(max(1.0, settings.SEARCH_MEMORY_IDLE_SECONDS / 10))
+                self.drop_idle()
+
+        self._janitor = threading.Thread(target=sweep, name="gallery-janitor", daemon=True)
+        self._janitor.start()
 
     def __len__(self) -> int:
         return len(self._galleries)
@@ -181,7 +209,9 @@ class GalleryCache:
             # Rows at or below a committed generation are all visible, and
             # those above it that were just read are held: nothing is missed.
             gallery.generation = max(gallery.generation, state.generation)
+            gallery.used_at = time.monotonic()
             self._galleries.move_to_end(key)
+            self._start_janitor()
             self._evict(keep=key)
             return gallery
 
@@ -220,7 +250,8 @@ faiss.omp_set_num_threads(1)
 
 
 def clear_galleries() -> None:
-    """Forget every gallery of this process (tests; a forked child starts empty)."""
+    """Forget every gallery of this process (tests; a forked child starts empty, and its
+    janitor anew: the parent's thread is not alive there)."""
     galleries.clear()
 
 

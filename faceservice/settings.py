@@ -295,6 +295,8 @@ SEARCH_MEMORY_MAX_BYTES = env_int("SEARCH_MEMORY_MAX_BYTES", 512 * 1024 * 1024)
 # After faces are deleted, a gallery is loaded again at most this often: until
 # then their templates stay in the process's memory (never in results).
 SEARCH_MEMORY_RELOAD_SECONDS = env_int("SEARCH_MEMORY_RELOAD_SECONDS", 30)
+# A gallery not searched for this long is dropped from the process.
+SEARCH_MEMORY_IDLE_SECONDS = env_int("SEARCH_MEMORY_IDLE_SECONDS", 300)
 # Candidates fetched from the index per requested match, re-ranked exactly.
 SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)

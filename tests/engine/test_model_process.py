@@ -61,7 +61,7 @@ def test_a_child_that_dies_during_an_image_fails_it_as_transient(model_process):
     def call():
         try:
             model_process.analyze(image)
-        except BaseException as exc:  # noqa: BLE001 - inspected below
+        except BaseException as exc:
             failure.append(exc)
 
     caller = threading.Thread(target=call)

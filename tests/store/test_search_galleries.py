@@ -165,3 +165,15 @@ def test_writers_take_increasing_generations_in_their_transaction(tenant):
     with tenant_context(tenant.id):
         state = GalleryState.objects.get(tenant=tenant)
     assert state.removed_generation == state.generation == rows[2][1] + 1
+
+
+def test_galleries_not_searched_for_a_while_are_dropped(gallery_tenant, other_tenant, settings):
+    tenant, vectors = gallery_tenant
+    index(other_tenant, "one", vectors[:3])
+    search(tenant, vectors[0])
+    search(other_tenant, vectors[0])
+    held(tenant).used_at -= 301  # its last search, as if five minutes ago
+    settings.SEARCH_MEMORY_IDLE_SECONDS = 300
+    assert galleries.drop_idle() == 1
+    assert held(tenant) is None and held(other_tenant) is not None
+    assert galleries._janitor.is_alive()  # the thread that calls drop_idle in the web process
