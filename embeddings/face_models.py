@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import threading
-
 from django.conf import settings
 
 from embeddings.engine import EngineConfig, ModelsUnavailable, get_engine
-from embeddings.engine.model_process import ModelProcess
 from embeddings.engine.pack import locate_pack
 
 
@@ -24,35 +20,6 @@ def engine_config() -> EngineConfig:
 def face_engine():
     """The process-wide FaceEngine. Raises ModelsUnavailable (HTTP 503) when the pack is missing."""
     return get_engine(engine_config())
-
-
-_model_process: tuple[int, ModelProcess] | None = None
-_model_process_lock = threading.Lock()
-
-
-def index_engine():
-    """The engine an index worker's model thread calls (analyze, model_id, dimension).
-
-    With INDEX_MODEL_PROCESS (the default) the model runs in a child process
-    of its own (embeddings/engine/model_process.py), away from the GIL of the
-    worker's fetch and store threads; otherwise in this process.
-    """
-    global _model_process
-    if not settings.INDEX_MODEL_PROCESS:
-        return face_engine()
-    with _model_process_lock:
-        if _model_process is None or _model_process[0] != os.getpid():  # not a forked parent's
-            _model_process = (os.getpid(), ModelProcess(engine_config()))
-        return _model_process[1]
-
-
-def close_index_engine() -> None:
-    """Stop this process's model process, if it has one (a worker process shutting down)."""
-    global _model_process
-    with _model_process_lock:
-        if _model_process is not None and _model_process[0] == os.getpid():
-            _model_process[1].close()
-        _model_process = None
 
 
 def model_status() -> tuple[bool, str]:

@@ -47,7 +47,7 @@ from embeddings import inline_images, job_services
 from embeddings.engine import ImageError, decode_image
 from embeddings.engine.errors import FetchFailed, FetchTimeout, ModelsUnavailable
 from embeddings.engine.fetch import IMAGE_ACCEPT, REDIRECT_STATUSES, Timeouts, safe_request
-from embeddings.face_models import close_index_engine, index_engine
+from embeddings.face_models import face_engine
 from embeddings.image_sources import fetch_bytes, image_limits
 from embeddings.models import IndexJobAsset
 from embeddings.vector_index import ensure_vector_index
@@ -116,7 +116,7 @@ def process(claim: job_services.Claim) -> Processed:
     fetched = time.perf_counter()
     image = decode_image(data, image_limits())
     del data
-    engine = index_engine()
+    engine = face_engine()
     analysis = engine.analyze(image, claim.options.analyze_options())
     del image
     analysed = time.perf_counter()
@@ -239,7 +239,7 @@ def analyse(claim: job_services.Claim, prepared: Prepared) -> Outcome:
         return Outcome(claim, None, prepared.error, last=False)
     try:
         started, cpu = time.perf_counter(), time.thread_time()
-        engine = index_engine()
+        engine = face_engine()
         analysis = engine.analyze(prepared.image, claim.options.analyze_options())
         # CPU per thread as well as wall: on a busy machine wall time says little about where work goes.
         timings = {"fetch_ms": prepared.timings["fetch_ms"],
@@ -300,7 +300,6 @@ class Pipeline:
         self.thread.join()
         self.fetcher.submit(connections.close_all).result()
         self.fetcher.shutdown(wait=True)
-        close_index_engine()
 
     def _analyse_batches(self) -> None:
         while True:

@@ -14,8 +14,7 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def load_models_once_per_worker_process(**kwargs):
-    # Each prefork child loads the models once, before its first task (in
-    # its model process: embeddings/engine/model_process.py).
-    from faceservice.warmup import warm_up_index_engine
+    # Each prefork child loads the models once, before its first task.
+    from faceservice.warmup import warm_up_face_engine
 
-    warm_up_index_engine()
+    warm_up_face_engine()

@@ -328,10 +328,6 @@ INDEX_MAX_INFLIGHT_PER_TENANT = env_int("INDEX_MAX_INFLIGHT_PER_TENANT", 16)
 # 8 (with 16 slots) measured 0.90 of the bare engine per process against 0.85
 # for 4 on a quiet box (docs/BENCHMARKS.md, "Indexing"); 16 gained nothing more.
 INDEX_BATCH_SIZE = env_int("INDEX_BATCH_SIZE", 8)
-# The index worker's model runs in a child process of each worker process
-# (embeddings/engine/model_process.py), so the fetch and store threads' Python
-# never holds the GIL the model needs between onnxruntime calls.
-INDEX_MODEL_PROCESS = env_bool("INDEX_MODEL_PROCESS", True)
 INDEX_ASSET_LEASE_SECONDS = env_int("INDEX_ASSET_LEASE_SECONDS", 300)  # a worker's hold on an asset
 INDEX_REQUEUE_AFTER_SECONDS = env_int("INDEX_REQUEUE_AFTER_SECONDS", 900)  # queued, never started
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 5)  # per asset, transient failures and lost workers

@@ -18,19 +18,3 @@ def warm_up_face_engine() -> None:
         logger.warning("face models unavailable; face endpoints will answer 503", extra={"detail": str(exc)})
         return
     logger.info("face engine loaded", extra={"model_id": engine.model_id, "dimension": engine.dimension})
-
-
-def warm_up_index_engine() -> None:
-    """An index worker process: start the model process (INDEX_MODEL_PROCESS) or load the engine here."""
-    from django.conf import settings
-
-    if not settings.INDEX_MODEL_PROCESS:
-        warm_up_face_engine()
-        return
-    from embeddings.engine import ModelsUnavailable
-    from embeddings.face_models import index_engine
-
-    try:
-        index_engine().start()
-    except ModelsUnavailable as exc:
-        logger.warning("face models unavailable; index assets will be retried", extra={"detail": str(exc)})
