@@ -36,7 +36,9 @@ import argparse
 import base64
 import json
 import os
+import pickle
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -126,6 +128,55 @@ class ImageServer:
         self.server.server_close()
 
 
+def bare_engines(stack: ServiceStack, photos: dict[str, bytes], processes: int) -> dict:
+    """The bare engine in `processes` processes at once, each over all the photos: per-process figures.
+
+    The fair reference for N worker processes is N bare engines sharing the
+    machine as the workers do; with one process it runs in this one.
+    """
+    if processes == 1:
+        return bare_engine(stack, photos)
+    from embeddings.job_services import JobOptions
+
+    work = pickle.dumps((stack.engine_config(), JobOptions().analyze_options(), list(photos.values())))
+    children = [subprocess.Popen([sys.executable, __file__, "--bare-worker"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, cwd=PROJECT_DIR) for _ in range(processes)]
+    for child in children:
+        child.stdin.write(struct.pack("!Q", len(work)) + work)
+        child.stdin.flush()
+    for child in children:  # each has loaded and warmed its engine
+        assert child.stdout.readline().strip() == b"ready"
+    for child in children:
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+    runs = [json.loads(child.stdout.read()) for child in children]
+    for child in children:
+        child.wait()
+    mean = {key: sum(r[key] for r in runs) / len(runs)
+            for key in ("images_per_s", "faces_per_s", "cpu_ms_per_image", "seconds")}
+    return {**mean, "images": len(photos), "processes": processes, "load_average": os.getloadavg(),
+            "per_process": runs}
+
+
+def bare_worker() -> None:
+    """One of bare_engines' processes: load, warm up, say ready, wait for go, run, print JSON."""
+    from embeddings.engine import ImageLimits, decode_image, get_engine
+
+    (size,) = struct.unpack("!Q", sys.stdin.buffer.read(8))
+    config, options, photos = pickle.loads(sys.stdin.buffer.read(size))  # noqa: S301 - from our parent
+    engine, limits = get_engine(config), ImageLimits()
+    for data in photos[:5]:
+        engine.analyze(decode_image(data, limits), options)
+    print("ready", flush=True)
+    sys.stdin.buffer.readline()
+    faces, started, cpu_started = 0, time.perf_counter(), time.process_time()
+    for data in photos:
+        faces += len(engine.analyze(decode_image(data, limits), options).faces)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    print(json.dumps({"seconds": elapsed, "images_per_s": len(photos) / elapsed, "faces_per_s": faces / elapsed,
+                      "cpu_ms_per_image": cpu * 1000 / len(photos)}), flush=True)
+
+
 def bare_engine(stack: ServiceStack, photos: dict[str, bytes]) -> dict:
     from embeddings.engine import decode_image
     from embeddings.image_sources import image_limits
@@ -211,6 +262,8 @@ def service(stack: ServiceStack, concurrency: int, photos: dict[str, bytes], ser
     names = list(photos)
     stack.new_tenant()
     results = []
+    log(f"bare engine, {concurrency} process(es) at once")
+    bare_before = bare_engines(stack, photos, concurrency)
     with Workers(stack, concurrency) as workers:
         log(f"{concurrency} worker process(es): warm-up job")
         run_job(stack, job_assets(names[:4 * concurrency], server, photos, "warm"), timeout=300)
@@ -227,8 +280,9 @@ def service(stack: ServiceStack, concurrency: int, photos: dict[str, bytes], ser
                             "seconds": elapsed, "images_per_s": len(names) / elapsed, "faces_per_s": faces / elapsed,
                             "cpu_ms_per_image": cpu, "stage_means_ms": stage_means(stack, job_id),
                             "load_average": load})
-            log("bare engine again")
-            results[-1]["bare_after"] = bare_engine(stack, photos)
+            log(f"bare engine again, {concurrency} process(es) at once")
+            results[-1]["bare_before"] = bare_before if round_ == 0 else results[-2]["bare_after"]
+            results[-1]["bare_after"] = bare_engines(stack, photos, concurrency)
     return results
 
 
@@ -252,15 +306,20 @@ def main() -> None:
     results: dict = {"photos": len(photos), "source": args.source, "threads": args.threads, "service": []}
     with ServiceStack(extra_env=env, web_workers=1, web_log=False) as stack, ImageServer(photos) as server:
         log("bare engine")
-        bare = [bare_engine(stack, photos)]
+        bare = []
         for concurrency in (int(n) for n in args.workers.split(",")):
             for result in service(stack, concurrency, photos, server if args.source == "url" else None,
                                   args.rounds):
-                bare.append(result.pop("bare_after"))
-                # The bare runs just before and after this job: the closest the box's load gets to the same.
-                result["bare_images_per_s"] = (bare[-2]["images_per_s"] + bare[-1]["images_per_s"]) / 2
-                result["bare_cpu_ms_per_image"] = (bare[-2]["cpu_ms_per_image"] + bare[-1]["cpu_ms_per_image"]) / 2
+                before, after = result.pop("bare_before"), result.pop("bare_after")
+                if concurrency == 1:
+                    bare += [before, after] if result["round"] == 1 else [after]
+                # The bare runs (as many processes as workers) just before and after this job:
+                # the closest the box's load gets to the same.
+                result["bare_images_per_s"] = (before["images_per_s"] + after["images_per_s"]) / 2
+                result["bare_cpu_ms_per_image"] = (before["cpu_ms_per_image"] + after["cpu_ms_per_image"]) / 2
                 results["service"].append(result)
+        if not bare:  # no N=1 in --workers: one bare process for the summary line
+            bare = [bare_engine(stack, photos)]
     bare_rate = sum(b["images_per_s"] for b in bare) / len(bare)
     bare_cpu = sum(b["cpu_ms_per_image"] for b in bare) / len(bare)
     results["bare"] = {"runs": bare, "images_per_s": bare_rate, "cpu_ms_per_image": bare_cpu,
@@ -290,4 +349,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--bare-worker"]:
+        bare_worker()
+    else:
+        main()
