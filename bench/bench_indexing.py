@@ -298,7 +298,7 @@ def main() -> None:
     args = parser.parse_args()
 
     env = {"FETCH_ALLOWED_NETWORKS": "127.0.0.0/8", "FACE_MODEL_THREADS": str(args.threads),
-           "INDEX_MAX_INFLIGHT_PER_TENANT": os.environ.get("INDEX_MAX_INFLIGHT_PER_TENANT", "16"),
+           "INDEX_MAX_INFLIGHT_PER_TENANT": os.environ.get("INDEX_MAX_INFLIGHT_PER_TENANT", "32"),
            "LOG_LEVEL": "WARNING"}
     os.environ.update(env)
     paths = pick_photos(args.photos)

@@ -321,7 +321,11 @@ VECTOR_INDEX_MAINTENANCE_WORK_MEM = env("VECTOR_INDEX_MAINTENANCE_WORK_MEM", "")
 INDEX_JOB_MAX_ASSETS = env_int("INDEX_JOB_MAX_ASSETS", 1000)  # assets per submission
 # Fairness: at most this many assets of one tenant are queued or running at a
 # time; the rest wait in PostgreSQL and are dispatched round-robin as slots free.
-INDEX_MAX_INFLIGHT_PER_TENANT = env_int("INDEX_MAX_INFLIGHT_PER_TENANT", 16)
+# A worker process takes up to two batches ahead (jobs.BATCHES_AHEAD), so one
+# tenant keeps P processes busy only with >= 2 * P * INDEX_BATCH_SIZE slots:
+# 32 = two processes. With 16, one process took both batches and two processes
+# indexed one tenant no faster than one (docs/BENCHMARKS.md, "Indexing").
+INDEX_MAX_INFLIGHT_PER_TENANT = env_int("INDEX_MAX_INFLIGHT_PER_TENANT", 32)
 # Assets per index message: a worker process claims them in one statement,
 # pipelines fetch / model / store in three threads and commits them in one
 # transaction (embeddings/jobs.py). 1 = one asset per message and transaction.
