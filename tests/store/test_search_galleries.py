@@ -177,3 +177,42 @@ def test_galleries_not_searched_for_a_while_are_dropped(gallery_tenant, other_te
     assert galleries.drop_idle() == 1
     assert held(tenant) is None and held(other_tenant) is not None
     assert galleries._janitor.is_alive()  # the thread that calls drop_idle in the web process
+
+
+def test_a_second_writer_waits_for_the_first_to_commit_so_generations_are_seen_in_order(committed_db):
+    """The argument the galleries rest on: generation G committed means every row at or below G is visible."""
+    import threading
+    import uuid
+
+    from django.db import connections, transaction
+
+    from audit.services import Actor
+    from embeddings.gallery import next_generation
+    from tenants import services as tenant_services
+
+    tenant = tenant_services.create_tenant(name=f"gen-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))
+    first_took, first_may_commit, seen = threading.Event(), threading.Event(), {}
+
+    def first_writer():
+        with transaction.atomic(), tenant_context(tenant.id):
+            seen["first"] = next_generation(tenant.id, removes=False)
+            first_took.set()
+            first_may_commit.wait(10)
+        connections.close_all()
+
+    def second_writer():
+        first_took.wait(10)
+        with transaction.atomic(), tenant_context(tenant.id):
+            seen["value"] = next_generation(tenant.id, removes=False)
+            seen["at"] = "after" if first_may_commit.is_set() else "before"
+        connections.close_all()
+
+    threads = [threading.Thread(target=first_writer), threading.Thread(target=second_writer)]
+    for thread in threads:
+        thread.start()
+    threads[1].join(timeout=0.5)
+    assert threads[1].is_alive() and "value" not in seen  # blocked on the first writer's row lock
+    first_may_commit.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert seen == {"first": 1, "value": 2, "at": "after"}
