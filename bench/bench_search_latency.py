@@ -340,8 +340,14 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
         probe_pool = (probe_pool * (need // max(1, len(probe_pool)) + 1))[:need]
     warm, probes = probe_pool[:warmup], probe_pool[warmup:need]
     for data, _ in warm:
-        stack.search(data, faces="largest")
+        body, _ = stack.search(data, faces="largest")
         time_model(engine, data, limits)
+    # A tenant above SEARCH_MEMORY_SYNC_LOAD_FACES has its gallery loaded by a thread of the
+    # web process while pgvector answers: time the rounds once it is in (up to a minute).
+    deadline = time.monotonic() + 60
+    while warm and "gallery_scan" not in body["timings_ms"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        body, _ = stack.search(warm[0][0], faces="largest")
 
     all_vectors = np.concatenate([np.stack(gallery_vectors), filler]) if filler_count else np.stack(gallery_vectors)
     all_ids = gallery_ids + filler_ids

@@ -29,6 +29,7 @@ hold. Nothing here is written to disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -43,6 +44,8 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 # One row per face: the id's 16 bytes and pgvector's binary form of the
 # template (int16 dimension, int16 unused, float4 big-endian values).
@@ -147,6 +150,7 @@ class GalleryCache:
         self._lock = threading.Lock()
         self._galleries: OrderedDict[tuple[str, str, int], Gallery] = OrderedDict()
         self._janitor: threading.Thread | None = None
+        self._loading: set[tuple[str, str]] = set()  # (tenant, model) being loaded by a thread
 
     def drop_idle(self) -> int:
         """Forget the galleries not searched for SEARCH_MEMORY_IDLE_SECONDS; how many went.
@@ -185,12 +189,16 @@ class GalleryCache:
             self._galleries.clear()
 
     def synced(self, *, tenant_id: UUID | str, model_id: str, key_version: int, dimension: int,
-               state: GalleryState, fetch_rows: Callable[[int], list] | None = None) -> Gallery:
+               state: GalleryState, read_state: Callable[[], tuple[list[int], GalleryState]] | None = None,
+               fetch_rows: Callable[[int], list] | None = None) -> Gallery:
         """The gallery brought up to `state`; call inside the tenant's transaction.
 
         Loads it when absent, when faces were removed since it was loaded (at
         most once per SEARCH_MEMORY_RELOAD_SECONDS) or when the model's
-        dimension changed; otherwise fetches only the rows written since.
+        dimension changed; otherwise fetches only the rows written since. A
+        gallery above SEARCH_MEMORY_SYNC_LOAD_FACES is loaded again beside
+        the searches (`read_state`: the tenant's versions and generations,
+        read in the loading thread) while this one goes on answering.
         """
         key = (str(tenant_id), model_id, int(key_version))
         fetch_rows = fetch_rows or (lambda above: _fetch_rows(tenant_id, model_id, key_version, above))
@@ -198,9 +206,12 @@ class GalleryCache:
             gallery = self._galleries.get(key)
             if gallery is not None and state.removed_generation > gallery.generation:
                 gallery.removals_pending = True
-            if gallery is None or gallery.dimension != dimension or (
-                    gallery.removals_pending
-                    and time.monotonic() - gallery.loaded_at >= settings.SEARCH_MEMORY_RELOAD_SECONDS):
+            due = gallery is not None and gallery.removals_pending and (
+                time.monotonic() - gallery.loaded_at >= settings.SEARCH_MEMORY_RELOAD_SECONDS)
+            if due and read_state is not None and gallery.size > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
+                self._load_beside(tenant_id, model_id, dimension, read_state)
+                due = False
+            if gallery is None or gallery.dimension != dimension or due:
                 gallery = Gallery(dimension)
                 gallery.append(fetch_rows(-1))
                 self._galleries[key] = gallery
@@ -214,6 +225,49 @@ class GalleryCache:
             self._start_janitor()
             self._evict(keep=key)
             return gallery
+
+    def load_in_background(self, *, tenant_id: UUID | str, model_id: str, dimension: int,
+                           read_state: Callable[[], tuple[list[int], GalleryState]]) -> None:
+        """Load the tenant's galleries (every readable key version) in a thread of their own.
+
+        For tenants above SEARCH_MEMORY_SYNC_LOAD_FACES: loading 500k faces
+        takes seconds, which no search should wait for; pgvector answers
+        until the galleries are in.
+        """
+        with self._lock:
+            self._load_beside(tenant_id, model_id, dimension, read_state)
+
+    def _load_beside(self, tenant_id, model_id: str, dimension: int, read_state) -> None:
+        key = (str(tenant_id), model_id)
+        if key in self._loading:
+            return
+        self._loading.add(key)
+        threading.Thread(target=self._load, args=(tenant_id, model_id, dimension, read_state),
+                         name="gallery-load", daemon=True).start()
+
+    def _load(self, tenant_id, model_id: str, dimension: int, read_state) -> None:
+        from faceservice.tenancy import tenant_context
+
+        try:
+            loaded = {}
+            with tenant_context(tenant_id):  # this thread's own connection and transaction
+                versions, state = read_state()
+                for version in versions:
+                    gallery = Gallery(dimension)
+                    gallery.append(_fetch_rows(tenant_id, model_id, version, -1))
+                    gallery.generation = max(gallery.generation, state.generation)
+                    loaded[(str(tenant_id), model_id, version)] = gallery
+            with self._lock:
+                self._galleries.update(loaded)
+                for key in loaded:
+                    self._galleries.move_to_end(key)
+                    self._evict(keep=key)
+        except Exception:  # the searches go on without it (pgvector, or the gallery they have)
+            logger.warning("could not load a search gallery", exc_info=True, extra={"tenant_id": str(tenant_id)})
+        finally:
+            with self._lock:
+                self._loading.discard((str(tenant_id), model_id))
+            connection.close()
 
     def _evict(self, *, keep: tuple[str, str, int]) -> None:
         """Drop the least recently used galleries until the rest fit the budget.

@@ -148,7 +148,14 @@ def _fits_in_memory(tenant_id, model_id: str, dimension: int) -> bool:
     if galleries.holds(tenant_id, model_id):
         return True
     most = budget // bytes_per_face(dimension)
-    return faces_of_model(tenant_id=tenant_id, model_id=model_id, up_to=most + 1) <= most
+    faces = faces_of_model(tenant_id=tenant_id, model_id=model_id, up_to=most + 1)
+    if faces > most:
+        return False
+    if faces > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
+        galleries.load_in_background(tenant_id=tenant_id, model_id=model_id, dimension=dimension,
+                                     read_state=lambda: _readable_versions_in_context(tenant_id))
+        return False  # pgvector answers until the gallery is in
+    return True
 
 
 def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
@@ -196,7 +203,8 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
             if in_memory:
                 started = time.perf_counter()
                 gallery = galleries.synced(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                           dimension=dimension, state=state)
+                                           dimension=dimension, state=state,
+                                           read_state=lambda: _readable_versions_in_context(tenant_id))
                 # Part of the vector search: a gallery's first load or top-up is paid here.
                 timings.vector_search_ms += (time.perf_counter() - started) * 1000
             for query, found in zip(queries, candidates, strict=True):

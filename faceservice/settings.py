@@ -297,6 +297,11 @@ SEARCH_MEMORY_MAX_BYTES = env_int("SEARCH_MEMORY_MAX_BYTES", 512 * 1024 * 1024)
 SEARCH_MEMORY_RELOAD_SECONDS = env_int("SEARCH_MEMORY_RELOAD_SECONDS", 30)
 # A gallery not searched for this long is dropped from the process.
 SEARCH_MEMORY_IDLE_SECONDS = env_int("SEARCH_MEMORY_IDLE_SECONDS", 300)
+# Galleries of more faces are loaded (and re-loaded after deletions) by a
+# thread beside the searches, which meanwhile use pgvector (first load) or the
+# gallery they have: loading takes ~10 s per million faces (3.9-4.9 s for 500k
+# measured), which no search should wait for. Smaller ones load inline.
+SEARCH_MEMORY_SYNC_LOAD_FACES = env_int("SEARCH_MEMORY_SYNC_LOAD_FACES", 20000)
 # Candidates fetched from the index per requested match, re-ranked exactly.
 SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)

@@ -216,3 +216,40 @@ def test_a_second_writer_waits_for_the_first_to_commit_so_generations_are_seen_i
     for thread in threads:
         thread.join(timeout=10)
     assert seen == {"first": 1, "value": 2, "at": "after"}
+
+
+def test_a_large_tenant_is_loaded_beside_the_searches_which_use_pgvector_meanwhile(committed_db, settings):
+    """Above SEARCH_MEMORY_SYNC_LOAD_FACES no search waits for a load: neither the first nor a reload."""
+    import time
+    import uuid
+
+    from audit.services import Actor
+    from tenants import services as tenant_services
+
+    settings.SEARCH_MEMORY_SYNC_LOAD_FACES = 20
+    settings.SEARCH_MEMORY_RELOAD_SECONDS = 0
+    cache.clear()
+    tenant = tenant_services.create_tenant(name=f"big-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))
+    vectors = unit(np.random.default_rng(41), 40)
+    index(tenant, "a", vectors[:20])
+    index(tenant, "b", vectors[20:])
+
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert condition()
+
+    first, timings = search(tenant, vectors[25], top_k=1)
+    assert timings.strategy == "exact" and first[0].asset_id == "b"  # pgvector, while the gallery loads
+    wait_for(lambda: held(tenant) is not None and not galleries._loading)
+    assert held(tenant).size == 40
+    again, timings = search(tenant, vectors[25], top_k=1)
+    assert timings.strategy == "memory" and again[0].face_id == first[0].face_id
+
+    loaded = held(tenant)
+    services.delete_faces(tenant_id=tenant.id, actor=ACTOR, asset_ids=["a"])
+    matches, timings = search(tenant, vectors[5], top_k=3)
+    assert timings.strategy == "memory" and all(m.asset_id == "b" for m in matches)  # the old gallery answered
+    wait_for(lambda: held(tenant) is not loaded and not galleries._loading)
+    assert held(tenant).size == 20 and not held(tenant).removals_pending
