@@ -104,6 +104,16 @@ class Gallery:
         # (never returned: results come from PostgreSQL) until the next load.
         self.removals_pending = False
 
+    @classmethod
+    def loaded(cls, tenant_id: UUID | str, model_id: str, key_version: int, dimension: int,
+               state: GalleryState) -> Gallery:
+        """All the rows of a tenant's model and key version, read after `state` (in the tenant's transaction)."""
+        gallery = cls(dimension)
+        gallery.append(_fetch_rows(tenant_id, model_id, key_version, above=-1))
+        # The rows read are at least as new as `state`: everything up to it is in.
+        gallery.generation = max(gallery.generation, state.generation)
+        return gallery
+
     @property
     def size(self) -> int:
         return int(self._index.ntotal)
@@ -189,8 +199,8 @@ class GalleryCache:
             self._galleries.clear()
 
     def synced(self, *, tenant_id: UUID | str, model_id: str, key_version: int, dimension: int,
-               state: GalleryState, read_state: Callable[[], tuple[list[int], GalleryState]] | None = None,
-               fetch_rows: Callable[[int], list] | None = None) -> Gallery:
+               state: GalleryState, read_state: Callable[[], tuple[list[int], GalleryState]] | None = None
+               ) -> Gallery:
         """The gallery brought up to `state`; call inside the tenant's transaction.
 
         Loads it when absent, when faces were removed since it was loaded (at
@@ -201,7 +211,6 @@ class GalleryCache:
         read in the loading thread) while this one goes on answering.
         """
         key = (str(tenant_id), model_id, int(key_version))
-        fetch_rows = fetch_rows or (lambda above: _fetch_rows(tenant_id, model_id, key_version, above))
         with self._lock:
             gallery = self._galleries.get(key)
             if gallery is not None and state.removed_generation > gallery.generation:
@@ -211,19 +220,21 @@ class GalleryCache:
             if due and read_state is not None and gallery.size > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
                 self._load_beside(tenant_id, model_id, dimension, read_state)
                 due = False
+            grew = True
             if gallery is None or gallery.dimension != dimension or due:
-                gallery = Gallery(dimension)
-                gallery.append(fetch_rows(-1))
-                self._galleries[key] = gallery
+                gallery = self._galleries[key] = Gallery.loaded(tenant_id, model_id, key_version, dimension, state)
             elif state.generation > gallery.generation:
-                gallery.append(fetch_rows(gallery.generation))
-            # Rows at or below a committed generation are all visible, and
-            # those above it that were just read are held: nothing is missed.
-            gallery.generation = max(gallery.generation, state.generation)
+                gallery.append(_fetch_rows(tenant_id, model_id, key_version, above=gallery.generation))
+                # Rows at or below a committed generation are all visible, and
+                # those above it that were just read are held: nothing is missed.
+                gallery.generation = max(gallery.generation, state.generation)
+            else:
+                grew = False
             gallery.used_at = time.monotonic()
             self._galleries.move_to_end(key)
             self._start_janitor()
-            self._evict(keep=key)
+            if grew:
+                self._evict(keep=key)
             return gallery
 
     def load_in_background(self, *, tenant_id: UUID | str, model_id: str, dimension: int,
@@ -253,10 +264,8 @@ class GalleryCache:
             with tenant_context(tenant_id):  # this thread's own connection and transaction
                 versions, state = read_state()
                 for version in versions:
-                    gallery = Gallery(dimension)
-                    gallery.append(_fetch_rows(tenant_id, model_id, version, -1))
-                    gallery.generation = max(gallery.generation, state.generation)
-                    loaded[(str(tenant_id), model_id, version)] = gallery
+                    loaded[(str(tenant_id), model_id, version)] = Gallery.loaded(
+                        tenant_id, model_id, version, dimension, state)
             with self._lock:
                 self._galleries.update(loaded)
                 for key in loaded:
@@ -282,7 +291,7 @@ class GalleryCache:
             total -= self._galleries.pop(key).nbytes
 
 
-def _fetch_rows(tenant_id: UUID | str, model_id: str, key_version: int, above: int) -> list:
+def _fetch_rows(tenant_id: UUID | str, model_id: str, key_version: int, *, above: int) -> list:
     # Binary results: the ids and templates come back as raw bytes, ~50x
     # faster to unpack than pgvector's text form.
     # Django's cursors bind parameters client-side, which rules binary results

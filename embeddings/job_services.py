@@ -166,7 +166,8 @@ def _bound(tenant_id: UUID | str, *, durable: bool = True) -> Iterator[None]:
     Outermost (a worker's task): BEGIN + one set_config in a
     tenant_transaction, so tenant scopes of this tenant inside it cost
     nothing, and the binding ends with the transaction. Nested:
-    tenant_context, which restores the outer binding. This is the workers' hot path, where round trips add up.
+    tenant_context, which restores the outer binding. This is the workers'
+    hot path, where round trips add up.
 
     durable=False: asynchronous commit (no wait for the WAL flush) for pure
     bookkeeping that the sweeper rebuilds if a database crash loses it — a

@@ -57,8 +57,10 @@ def faces_of_model(*, tenant_id: UUID | str, model_id: str, up_to: int) -> int:
     """
     key = f"face-count:{tenant_id}:{model_id}"
     cached = cache.get(key)
-    if isinstance(cached, tuple) and cached[0] == up_to:
-        return cached[1]
+    # A count made with a higher cap answers a lower one: callers asking with
+    # different caps (the memory budget, EXACT_SEARCH_MAX_FACES) share one entry.
+    if isinstance(cached, tuple) and cached[0] >= up_to:
+        return min(cached[1], up_to)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM (SELECT 1 FROM embeddings_face WHERE tenant_id = %s "
                        "AND model_id = %s LIMIT %s) AS counted", [str(tenant_id), model_id, up_to])
@@ -153,9 +155,14 @@ def _fits_in_memory(tenant_id, model_id: str, dimension: int) -> bool:
         return False
     if faces > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
         galleries.load_in_background(tenant_id=tenant_id, model_id=model_id, dimension=dimension,
-                                     read_state=lambda: _readable_versions_in_context(tenant_id))
+                                     read_state=_state_reader(tenant_id))
         return False  # pgvector answers until the gallery is in
     return True
+
+
+def _state_reader(tenant_id):
+    """What a gallery loaded in its own thread reads there: the versions and generations."""
+    return lambda: _readable_versions_in_context(tenant_id)
 
 
 def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
@@ -204,7 +211,7 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
                 started = time.perf_counter()
                 gallery = galleries.synced(tenant_id=tenant_id, model_id=model_id, key_version=version,
                                            dimension=dimension, state=state,
-                                           read_state=lambda: _readable_versions_in_context(tenant_id))
+                                           read_state=_state_reader(tenant_id))
                 # Part of the vector search: a gallery's first load or top-up is paid here.
                 timings.vector_search_ms += (time.perf_counter() - started) * 1000
             for query, found in zip(queries, candidates, strict=True):
