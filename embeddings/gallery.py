@@ -87,8 +87,9 @@ class Gallery:
     """The protected templates of one tenant, model and key version, scanned in full.
 
     Held as half-precision floats in a FAISS flat index (IndexScalarQuantizer
-    QT_fp16): half the memory of float32 and ~1.7x faster to scan than NumPy's
-    float32 product (docs/BENCHMARKS.md), for a similarity error near 1e-3.
+    QT_fp16): half the memory of float32 and ~1.8x faster to scan than FAISS's
+    own float32 flat index (bench/bench_gallery_scan.py), for a similarity
+    error near 1e-3.
     The exact order comes after, from the decrypted embeddings (re-rank).
     """
 
