@@ -146,6 +146,7 @@ class Gallery:
     def nearest(self, query: np.ndarray, limit: int) -> list[UUID]:
         """Ids of the `limit` templates with the largest inner product with `query`, best first."""
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        _one_scan_thread()
         with self._lock:
             if self.size == 0 or limit <= 0:
                 return []
@@ -308,9 +309,21 @@ def bytes_per_face(dimension: int) -> int:
 
 
 galleries = GalleryCache()
-# One thread per scan: the web process's other threads (and the model) need
-# the other cores more than a 3 ms scan needs to be split.
-faiss.omp_set_num_threads(1)
+
+
+def _one_scan_thread() -> None:
+    """One thread per scan: the web process's other threads (and the model) need
+    the other cores more than a 3 ms scan needs to be split.
+
+    OpenMP keeps this setting per thread, and gunicorn's gthread workers serve
+    requests from threads of their own: set at import only, it held for the
+    main thread alone, and every scan in production started OpenMP threads that
+    spun against the model (docs/BENCHMARKS.md, "Search latency").
+    """
+    faiss.omp_set_num_threads(1)
+
+
+_one_scan_thread()
 
 
 def clear_galleries() -> None:
