@@ -6,34 +6,18 @@ went (decode, detect + embed, vector search, decrypt + re-rank).
 
 from __future__ import annotations
 
-import contextvars
 import time
-from collections.abc import Callable
-from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
 from uuid import UUID
 
 import numpy as np
 
 from audit.services import Actor, record_event
-from embeddings.engine import Analysis, AnalyzeOptions, ImageError
+from embeddings.engine import AnalyzeOptions, ImageError
 from embeddings.face_models import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
-from embeddings.selectors import (
-    Match,
-    SearchPlan,
-    SearchTimings,
-    face_embedding,
-    plan_search,
-    run_search,
-    search_faces_many,
-)
+from embeddings.selectors import Match, SearchTimings, face_embedding, search_faces_many
 from faceservice.api.errors import Unprocessable
-from faceservice.tenancy import tenant_context
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,74 +70,33 @@ def _match_dict(match: Match) -> dict:
             "similarity": round(match.similarity, 6)}
 
 
-def _fetch_top_k(query: SearchQuery) -> int:
+def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, query: SearchQuery,
+                       timings: SearchTimings) -> list[list[Match]]:
     # Fetch more when grouping by subject, so grouping still fills top_k.
-    return query.top_k * 5 if query.group_by_subject else query.top_k
-
-
-def _grouped(results: list[list[Match]], query: SearchQuery) -> list[list[Match]]:
+    top_k = query.top_k * 5 if query.group_by_subject else query.top_k
+    results = search_faces_many(tenant_id=tenant_id, embeddings=embeddings, model_id=model_id, top_k=top_k,
+                                threshold=query.threshold, subject_ids=query.subject_ids,
+                                asset_ids=query.asset_ids, timings=timings)
     if query.group_by_subject:
         return [_best_per_subject(matches, query.top_k) for matches in results]
     return results
 
 
-def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, query: SearchQuery,
-                       timings: SearchTimings) -> list[list[Match]]:
-    results = search_faces_many(tenant_id=tenant_id, embeddings=embeddings, model_id=model_id,
-                                top_k=_fetch_top_k(query), threshold=query.threshold,
-                                subject_ids=query.subject_ids, asset_ids=query.asset_ids, timings=timings)
-    return _grouped(results, query)
-
-
-# The model runs here while the request's thread prepares the search (its
-# database round trips and any gallery top-up): onnxruntime releases the GIL,
-# so the two overlap. Threads start only when needed, one per request in
-# flight at most (a web process serves WEB_THREADS at a time).
-_model_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="face-model")
-
-
-def _analyze(source: ImageSource, options: AnalyzeOptions) -> tuple[Analysis, dict[str, float]]:
-    """Decode + detect + embed, with their timings (runs in a model thread)."""
-    watch = Stopwatch()
-    image = _decode(source)
-    watch.lap("decode")
-    analysis = face_engine().analyze(image, options)
-    watch.lap("detect_embed")
-    return analysis, watch.laps
-
-
-def _analyze_while(source: ImageSource, options: AnalyzeOptions, prepare: Callable[[], T]
-                   ) -> tuple[Analysis, dict[str, float], T]:
-    """The image's analysis and prepare()'s result, the two run at the same time."""
-    analysing = _model_threads.submit(contextvars.copy_context().run, _analyze, source, options)
-    try:
-        prepared = prepare()
-    finally:
-        # Never leave the model running past the request, whatever prepare() raised.
-        futures.wait([analysing])
-    analysis, laps = analysing.result()
-    return analysis, laps, prepared
-
-
 def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery, actor: Actor) -> SearchResult:
     """Every face (or the largest) of the image, each with its best matches in the tenant."""
     engine = face_engine()  # loaded at process start; raises ModelsUnavailable (503) if missing
+    watch = Stopwatch()
+    image = _decode(source)
+    watch.lap("decode")
     options = AnalyzeOptions(max_faces=1 if query.largest_only else query.max_faces)
-    timings = SearchTimings()
-    with tenant_context(tenant_id):  # one scope for the plan and the search (HNSW settings)
-        started = time.perf_counter()
-
-        def prepare() -> tuple[SearchPlan, float]:
-            plan = plan_search(tenant_id=tenant_id, model_id=engine.model_id, dimension=engine.dimension,
-                               top_k=_fetch_top_k(query), subject_ids=query.subject_ids,
-                               asset_ids=query.asset_ids, timings=timings)
-            return plan, (time.perf_counter() - started) * 1000
-
-        analysis, laps, (plan, prepare_ms) = _analyze_while(source, options, prepare)
-        watch = Stopwatch()
-        found = _grouped(run_search(plan, [face.embedding for face in analysis.faces],
-                                    threshold=query.threshold, timings=timings), query)
+    analysis = engine.analyze(image, options)
+    del image  # the pixels are not needed past this point
+    watch.lap("detect_embed")
     result = SearchResult(model_id=engine.model_id, threshold=query.threshold)
+    timings = SearchTimings()
+    # All faces in one go: one tenant scope and one key lookup, then one vector query per face.
+    found = _search_embeddings(tenant_id, [face.embedding for face in analysis.faces], engine.model_id, query,
+                               timings)
     for face, matches in zip(analysis.faces, found, strict=True):
         result.faces.append({"bbox": [round(float(v), 1) for v in face.bbox],
                              "det_score": round(float(face.det_score), 4),
@@ -162,7 +105,7 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
                        for f in analysis.left_out]
     watch.lap("search")
     _audit_search(tenant_id, actor, result, source_kind=source.kind)
-    result.timings_ms = {**laps, **_timings(watch, timings), "prepare": prepare_ms}
+    result.timings_ms = _timings(watch, timings)
     return result
 
 

@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
 
-from embeddings.gallery import Gallery, GalleryState, bytes_per_face, galleries
+from embeddings.gallery import GalleryState, bytes_per_face, galleries
 from embeddings.models import Face
 from embeddings.protection import decrypt_embedding, project, projection_matrix
 from embeddings.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
@@ -175,99 +175,6 @@ def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str,
                              timings=timings)[0]
 
 
-@dataclass
-class SearchPlan:
-    """What a search needs besides the query: strategy, key versions, data keys, galleries.
-
-    Made by plan_search before the query's embedding exists (the search view
-    makes it while the model runs), used by run_search once it does.
-    """
-
-    tenant_id: str
-    model_id: str
-    dimension: int
-    top_k: int
-    limit: int
-    strategy: str
-    subject_ids: list[str] | None
-    asset_ids: list[str] | None
-    # Per readable key version: (version, data key, gallery or None for pgvector).
-    sources: list[tuple[int, bytes, Gallery | None]] = field(default_factory=list)
-
-
-def plan_search(*, tenant_id: UUID | str, model_id: str, dimension: int, top_k: int = 10,
-                subject_ids: list[str] | None = None, asset_ids: list[str] | None = None,
-                timings: SearchTimings | None = None) -> SearchPlan:
-    """Everything of a search that does not need the query: call inside the tenant's context.
-
-    The tenant's strategy, key versions, HNSW settings (for the transaction)
-    and data keys, and its in-memory galleries brought up to date.
-    """
-    timings = timings or SearchTimings()
-    limit = max(top_k * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
-    in_memory = not subject_ids and not asset_ids and _fits_in_memory(tenant_id, model_id, dimension)
-    most_exact = settings.EXACT_SEARCH_MAX_FACES
-    exact = in_memory or faces_of_model(tenant_id=tenant_id, model_id=model_id,
-                                        up_to=most_exact + 1) <= most_exact
-    # A tenant's own graph holds only its faces: it needs a different
-    # ef_search than the shared graph searched with a tenant filter.
-    own_index = not exact and has_tenant_index(model_id, tenant_id)
-    timings.strategy = "memory" if in_memory else "exact" if exact else "hnsw-tenant" if own_index else "hnsw"
-    ef_search = None if exact else max(
-        settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH, limit)
-    versions, state = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
-    plan = SearchPlan(tenant_id=str(tenant_id), model_id=model_id, dimension=dimension, top_k=top_k,
-                      limit=limit, strategy=timings.strategy, subject_ids=subject_ids, asset_ids=asset_ids)
-    for version in versions:
-        key = data_keys.data_key(tenant_id=tenant_id, version=version)
-        gallery = None
-        if in_memory:
-            started = time.perf_counter()
-            gallery = galleries.synced(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                       dimension=dimension, state=state, read_state=_state_reader(tenant_id))
-            # Part of the vector search: a gallery's first load or top-up is paid here.
-            timings.vector_search_ms += (time.perf_counter() - started) * 1000
-        plan.sources.append((version, key, gallery))
-    return plan
-
-
-def run_search(plan: SearchPlan, embeddings: Sequence[np.ndarray], *, threshold: float = 0.0,
-               timings: SearchTimings | None = None) -> list[list[Match]]:
-    """The matches of each query embedding under a plan (inside the same tenant context)."""
-    timings = timings or SearchTimings()
-    queries = [np.asarray(embedding, dtype=np.float32) for embedding in embeddings]
-    candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
-    tenant_id, model_id = plan.tenant_id, plan.model_id
-    for version, key, gallery in plan.sources:
-        for query, found in zip(queries, candidates, strict=True):
-            matrix = projection_matrix(dek=key, key_version=version, dimension=query.shape[0], model_id=model_id)
-            started = time.perf_counter()
-            if gallery is not None:
-                # The scan's order is exact up to half precision: a few
-                # candidates beyond top_k are enough for the exact re-rank.
-                nearest = gallery.nearest(project(matrix, query), plan.top_k + MEMORY_CANDIDATE_MARGIN)
-                scanned = time.perf_counter()
-                timings.extra["gallery_scan_ms"] = (timings.extra.get("gallery_scan_ms", 0.0)
-                                                    + (scanned - started) * 1000)
-                rows = _rows_by_id(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                   face_ids=nearest)
-            else:
-                rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                       query=project(matrix, query), limit=plan.limit,
-                                       exact=plan.strategy == "exact", subject_ids=plan.subject_ids,
-                                       asset_ids=plan.asset_ids)
-            timings.vector_search_ms += (time.perf_counter() - started) * 1000
-            found.extend((row, version, key) for row in rows)
-    results = []
-    for query, found in zip(queries, candidates, strict=True):
-        started = time.perf_counter()
-        matches = rerank(tenant_id=tenant_id, query=query, model_id=model_id, candidates=found)
-        timings.rerank_ms += (time.perf_counter() - started) * 1000
-        timings.candidates += len(found)
-        results.append([m for m in matches if m.similarity >= threshold][:plan.top_k])
-    return results
-
-
 def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray], model_id: str,
                       top_k: int = 10, threshold: float = 0.0, subject_ids: list[str] | None = None,
                       asset_ids: list[str] | None = None,
@@ -278,12 +185,62 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
     looked up once for all faces; each face then costs one vector query.
     """
     timings = timings or SearchTimings()
-    if not embeddings:
+    queries = [np.asarray(embedding, dtype=np.float32) for embedding in embeddings]
+    if not queries:
         return []
+    limit = max(top_k * settings.SEARCH_CANDIDATE_FACTOR, settings.SEARCH_MIN_CANDIDATES)
+    candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
+    dimension = int(queries[0].shape[0])
     with tenant_context(tenant_id):
-        plan = plan_search(tenant_id=tenant_id, model_id=model_id, dimension=int(np.shape(embeddings[0])[0]),
-                           top_k=top_k, subject_ids=subject_ids, asset_ids=asset_ids, timings=timings)
-        return run_search(plan, embeddings, threshold=threshold, timings=timings)
+        in_memory = not subject_ids and not asset_ids and _fits_in_memory(tenant_id, model_id, dimension)
+        most_exact = settings.EXACT_SEARCH_MAX_FACES
+        exact = in_memory or faces_of_model(tenant_id=tenant_id, model_id=model_id,
+                                            up_to=most_exact + 1) <= most_exact
+        # A tenant's own graph holds only its faces: it needs a different
+        # ef_search than the shared graph searched with a tenant filter.
+        own_index = not exact and has_tenant_index(model_id, tenant_id)
+        timings.strategy = ("memory" if in_memory else "exact" if exact
+                            else "hnsw-tenant" if own_index else "hnsw")
+        ef_search = None if exact else max(
+            settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH, limit)
+        versions, state = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
+        for version in versions:
+            key = data_keys.data_key(tenant_id=tenant_id, version=version)
+            gallery = None
+            if in_memory:
+                started = time.perf_counter()
+                gallery = galleries.synced(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                           dimension=dimension, state=state,
+                                           read_state=_state_reader(tenant_id))
+                # Part of the vector search: a gallery's first load or top-up is paid here.
+                timings.vector_search_ms += (time.perf_counter() - started) * 1000
+            for query, found in zip(queries, candidates, strict=True):
+                matrix = projection_matrix(dek=key, key_version=version, dimension=query.shape[0],
+                                           model_id=model_id)
+                started = time.perf_counter()
+                if gallery is not None:
+                    # The scan's order is exact up to half precision: a few
+                    # candidates beyond top_k are enough for the exact re-rank.
+                    nearest = gallery.nearest(project(matrix, query), top_k + MEMORY_CANDIDATE_MARGIN)
+                    scanned = time.perf_counter()
+                    timings.extra["gallery_scan_ms"] = (timings.extra.get("gallery_scan_ms", 0.0)
+                                                        + (scanned - started) * 1000)
+                    rows = _rows_by_id(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                       face_ids=nearest)
+                else:
+                    rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                                           query=project(matrix, query), limit=limit, exact=exact,
+                                           subject_ids=subject_ids, asset_ids=asset_ids)
+                timings.vector_search_ms += (time.perf_counter() - started) * 1000
+                found.extend((row, version, key) for row in rows)
+    results = []
+    for query, found in zip(queries, candidates, strict=True):
+        started = time.perf_counter()
+        matches = rerank(tenant_id=tenant_id, query=query, model_id=model_id, candidates=found)
+        timings.rerank_ms += (time.perf_counter() - started) * 1000
+        timings.candidates += len(found)
+        results.append([m for m in matches if m.similarity >= threshold][:top_k])
+    return results
 
 
 def rerank(*, tenant_id, query: np.ndarray, model_id: str, candidates: list) -> list[Match]:
