@@ -36,6 +36,10 @@ import sys
 import time
 from pathlib import Path
 
+# Before NumPy loads: the bare engine gets the web process's BLAS threads
+# (faceservice/__init__.py sets the same), so the reference is the same model.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -177,7 +181,7 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
     process, around decode + analyze). CPU time is what a request costs
     whatever else the machine runs; wall time on a shared machine is not.
     """
-    wall, model, model_decode, model_analyze, detect, other, paired = [], [], [], [], [], [], []
+    wall, model, model_decode, model_analyze, other, paired = [], [], [], [], [], []
     outside: list[float] = []  # wall minus the server's own time: HTTP, loopback, this client
     model_cpu: list[float] = []
     pids = service_processes(stack)
@@ -185,30 +189,27 @@ def measure_round(stack: ServiceStack, engine, probes: list[bytes], limits) -> d
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     bodies = []
     load_before = os.getloadavg()[0]
-    for i, data in enumerate(probes):
-        def service(data=data):
-            body, ms = stack.search(data, faces="largest")
-            wall.append(ms)
-            bodies.append(body)
-            t = body["timings_ms"]
-            for name in STAGES:
-                stages[name].append(float(t.get(name, 0.0)))
-            other.append(ms - t.get("decode", 0.0) - t.get("detect_embed", 0.0))
-            outside.append(ms - t.get("app", 0.0))
-
-        def bare(data=data):
-            m = time_model(engine, data, limits)
-            model.append(m["total"])
-            model_cpu.append(m["cpu"])
-            model_decode.append(m["decode"])
-            model_analyze.append(m["analyze"])
-
-        first, second = (service, bare) if i % 2 == 0 else (bare, service)
-        first()
-        second()
+    # Strictly alternating, the service then the bare engine: each model run
+    # follows one of the other process's. The two copies of the model evict
+    # each other's weights from the CPU caches, and the reference must not run
+    # warmer than the server (run it twice in a row and it gains ~2-5 ms).
+    for data in probes:
+        body, ms = stack.search(data, faces="largest")
+        wall.append(ms)
+        bodies.append(body)
+        t = body["timings_ms"]
+        for name in STAGES:
+            stages[name].append(float(t.get(name, 0.0)))
+        other.append(ms - t.get("decode", 0.0) - t.get("detect_embed", 0.0))
+        outside.append(ms - t.get("app", 0.0))
+        m = time_model(engine, data, limits)
+        model.append(m["total"])
+        model_cpu.append(m["cpu"])
+        model_decode.append(m["decode"])
+        model_analyze.append(m["analyze"])
         paired.append(wall[-1] - model[-1])  # the same photo, one right after the other
-        detect.append(time_detect(engine, data, limits))
     used = cpu_used(service_cpu_before, cpu_of(service_processes(stack)))
+    detect = [time_detect(engine, data, limits) for data in probes]  # a pass of its own, for the same reason
     service_cpu = {name: seconds * 1000 / max(1, len(probes)) for name, seconds in used.items()}
     return {
         "cpu_ms_per_request": {"service": service_cpu, "service_total": sum(service_cpu.values()),

@@ -77,8 +77,10 @@ DATABASE_URL = env("DATABASE_URL", "")
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
                                      conn_health_checks=True)
-    if DATABASE_URL else {"ENGINE": "django.db.backends.postgresql", "NAME": "faceservice"},
+    if DATABASE_URL else {"NAME": "faceservice"},
 }
+# Django's PostgreSQL backend with a health check that needs no round trip (faceservice/postgresql).
+DATABASES["default"]["ENGINE"] = "faceservice.postgresql"
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"].get("NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
