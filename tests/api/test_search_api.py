@@ -46,6 +46,20 @@ def test_search_by_upload_finds_the_person(enrolled, client_for):
     assert sims == sorted(sims, reverse=True) and min(sims) >= 0.45
     assert set(subjects(body["faces"][0])) == {"obama"}
     assert {"decode", "detect_embed", "vector_search", "rerank"} <= set(body["timings_ms"])
+    assert_documented_shape(body)
+
+
+def assert_documented_shape(body: dict) -> None:
+    """The answer is exactly what the schema (SearchOutput) says: the view sends it unserialized."""
+    from embeddings.apis import SearchOutput
+
+    documented = SearchOutput(data=body)
+    assert documented.is_valid(), documented.errors
+    assert documented.validated_data["faces"] and set(body) == set(SearchOutput().fields)
+    for face in body["faces"]:
+        assert set(face) == {"bbox", "det_score", "matches"}
+        for match in face["matches"]:
+            assert set(match) == {"face_id", "asset_id", "subject_id", "similarity"}
 
 
 def test_search_with_two_people_returns_both(enrolled, client_for):
@@ -77,6 +91,7 @@ def test_search_by_face_id_and_foreign_face_id_is_404(enrolled, other_tenant, cl
     body = search(client_for(tenant, ("searcher",)), face_id=face_id).json()
     assert body["faces"][0]["matches"][0]["face_id"] == face_id
     assert body["faces"][0]["matches"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert_documented_shape(body)
     foreign = search(client_for(other_tenant, ("searcher",)), face_id=face_id)
     missing = search(client_for(other_tenant, ("searcher",)), face_id="00000000-0000-4000-8000-000000000000")
     assert foreign.status_code == missing.status_code == 404
