@@ -38,6 +38,16 @@ def forget_cached_keys() -> None:
             _verified_keys.clear()
 
 
+def is_verified_recently(plaintext: str | None) -> bool:
+    """Whether this secret matched a key within API_KEY_CACHE_SECONDS (no database read)."""
+    if not plaintext or parse_key(plaintext) is None:
+        return False
+    digest = digest_secret(plaintext)
+    with _verified_keys_lock:
+        cache = _key_cache()
+        return cache is not None and digest in cache
+
+
 def api_key_for_secret(plaintext: str) -> ApiKey | None:
     """The key matching this secret, with its tenant, or None.
 

@@ -4,7 +4,8 @@ DRF's SimpleRateThrottle keeps each client's request times in the cache and
 reads then writes them: two round trips a throttle, and two concurrent
 requests can both pass the last free slot. Ours keeps the same sliding window
 (a sorted set of request times) but checks and records in one Lua script: one
-round trip, atomic across processes.
+round trip, atomic across processes. `allow_all` counts several limits (the
+key's and the address's) in one call of the script.
 """
 
 from __future__ import annotations
@@ -18,18 +19,29 @@ from django.conf import settings
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-# KEYS[1]: the client's window; ARGV: now, window length (s), limit, a unique member.
-# Returns {allowed (0/1), the oldest request time still in the window}.
+# KEYS: the clients' windows; ARGV: now, a unique member, then per window its
+# length (s) and limit. A request is recorded in every window or, if any is
+# full, in none. Returns per window: the oldest request time still in it when
+# it is full, else ''.
 SLIDING_WINDOW = """
-local key, now, duration, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - duration)
-if redis.call('ZCARD', key) < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  redis.call('PEXPIRE', key, math.ceil(duration * 1000))
-  return {1, ''}
+local now, member = tonumber(ARGV[1]), ARGV[2]
+local full, answer = false, {}
+for i, key in ipairs(KEYS) do
+  local duration, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - duration)
+  answer[i] = ''
+  if redis.call('ZCARD', key) >= limit then
+    full = true
+    answer[i] = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+  end
 end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return {0, oldest[2]}
+if not full then
+  for i, key in ipairs(KEYS) do
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[1 + 2 * i]) * 1000))
+  end
+end
+return answer
 """
 
 
@@ -49,16 +61,7 @@ class SlidingWindowThrottle(SimpleRateThrottle):
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
     def allow_request(self, request, view) -> bool:
-        if self.rate is None:
-            return True
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
-            return True
-        self.now = time.time()
-        allowed, oldest = _sliding_window()(
-            keys=[self.key], args=[self.now, self.duration, self.num_requests, f"{self.now}:{uuid.uuid4().hex}"])
-        self._oldest = float(oldest) if oldest else None
-        return bool(allowed)
+        return not allow_all([self], request, view)
 
     def wait(self) -> float | None:
         if self._oldest is None:
@@ -82,3 +85,29 @@ class ClientIpRateThrottle(SlidingWindowThrottle):
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def allow_all(throttles: list[SlidingWindowThrottle], request, view) -> list[float | None]:
+    """Count the request against every throttle in one round trip; the waits of those it exceeds.
+
+    An empty list means the request is allowed (and was recorded by all).
+    """
+    counted = []
+    for throttle in throttles:
+        throttle._oldest = None
+        if throttle.rate is not None:
+            throttle.key = throttle.get_cache_key(request, view)
+            if throttle.key is not None:
+                counted.append(throttle)
+    if not counted:
+        return []
+    now = time.time()
+    limits = [value for t in counted for value in (t.duration, t.num_requests)]
+    answer = _sliding_window()(keys=[t.key for t in counted], args=[now, f"{now}:{uuid.uuid4().hex}", *limits])
+    waits = []
+    for throttle, oldest in zip(counted, answer, strict=True):
+        throttle.now = now
+        if oldest:
+            throttle._oldest = float(oldest)
+            waits.append(throttle.wait())
+    return waits

@@ -6,7 +6,10 @@ from django.db import connection, transaction
 from rest_framework.views import APIView
 
 from audit.services import record_event
+from faceservice.api.authentication import presented_key
+from faceservice.api.throttles import allow_all
 from faceservice.tenancy import current_tenant_id, restore_tenant, tenant_context, tenant_transaction
+from tenants.selectors import is_verified_recently
 
 
 def client_ip(request) -> str | None:
@@ -39,14 +42,25 @@ class TenantAPIView(APIView):
 
     def initial(self, request, *args, **kwargs):
         # Count the client address before authenticating, so that a flood of
-        # bad keys is rate limited too (DRF checks throttles after auth).
-        self.check_throttles(request, before_authentication=True)
+        # bad keys is rate limited before each costs a key lookup. A key this
+        # process verified a moment ago costs no lookup: its address is then
+        # counted with the key, in the same round trip to Valkey.
+        request.address_counted = not is_verified_recently(presented_key(request))
+        if request.address_counted:
+            self._count(request, [t for t in self.get_throttles() if _before_authentication(t)])
         super().initial(request, *args, **kwargs)
 
-    def check_throttles(self, request, before_authentication: bool = False) -> None:
-        throttles = [t for t in self.get_throttles()
-                     if getattr(t, "before_authentication", False) == before_authentication]
-        waits = [t.wait() for t in throttles if not t.allow_request(request, self)]
+    def perform_authentication(self, request) -> None:
+        super().perform_authentication(request)
+        # Before the role check, so that refused requests (each audited) count too.
+        self._count(request, [t for t in self.get_throttles()
+                              if not _before_authentication(t) or not request.address_counted])
+
+    def check_throttles(self, request) -> None:
+        """Counted already: before and just after authentication (see initial)."""
+
+    def _count(self, request, throttles: list) -> None:
+        waits = allow_all(throttles, request, self)
         if waits:
             self.throttled(request, max((w for w in waits if w is not None), default=None))
 
@@ -65,3 +79,7 @@ class TenantAPIView(APIView):
 
     def actor(self):
         return self.request.user.actor(client_ip=client_ip(self.request))
+
+
+def _before_authentication(throttle) -> bool:
+    return getattr(throttle, "before_authentication", False)

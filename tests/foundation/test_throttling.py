@@ -74,3 +74,22 @@ def test_requests_with_bad_keys_count_against_the_address(low_ip_rate, db):
     client.credentials(HTTP_AUTHORIZATION="Bearer fsk_000000000000_wrong")
     statuses = [_get(client, ip).status_code for _ in range(LIMIT + 1)]
     assert statuses[-1] == 429, statuses
+
+
+def test_refused_requests_count_against_the_key(low_key_rate, tenant, client_for):
+    """A role refusal is audited: a key must not be able to write those without limit."""
+    client, ip = client_for(tenant, roles=("comparer",)), random_ip()
+    statuses = [client.post("/v1/search", {}, format="json", REMOTE_ADDR=ip).status_code for _ in range(LIMIT + 1)]
+    assert statuses == [403] * LIMIT + [429]
+
+
+def test_a_full_window_records_the_request_in_none(low_key_rate, tenant, client_for):
+    """Key and address are counted in one call: a request refused by one limit uses up no other."""
+    from faceservice.api.throttles import _sliding_window
+
+    client, ip = client_for(tenant), random_ip()
+    _use_up(client, ip)
+    for _ in range(5):
+        _assert_throttled(_get(client, ip))
+    redis = _sliding_window().registered_client
+    assert redis.zcard(f"fs:throttle:client_ip:{ip}") == LIMIT
