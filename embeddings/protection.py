@@ -51,6 +51,7 @@ __all__ = [
     "clear_projection_cache",
     "configure_projection_cache",
     "decrypt_embedding",
+    "decrypt_embeddings",
     "dek_fingerprint",
     "encrypt_embedding",
     "encrypted_size",
@@ -166,8 +167,20 @@ def decrypt_embedding(*, dek: bytes, ciphertext: bytes, tenant_id: str, face_id:
 
     Raises :class:`EmbeddingIntegrityError` on any mismatch or tampering (and
     if ``dimension`` is given and does not match)."""
-    aad = _aad(tenant_id, face_id, key_version, model_id)
-    key = _expand(_dek(dek), _ENCRYPTION_LABEL)
+    return decrypt_embeddings(dek=dek, ciphertexts=[ciphertext], face_ids=[face_id], tenant_id=tenant_id,
+                              key_version=key_version, model_id=model_id, dimension=dimension)[0]
+
+
+def decrypt_embeddings(*, dek: bytes, ciphertexts: list[bytes], face_ids: list[str], tenant_id: str,
+                       key_version: int, model_id: str, dimension: int | None = None) -> list[np.ndarray]:
+    """:func:`decrypt_embedding` for several faces under one key (a search's
+    candidates): the key is derived once, not once per face."""
+    aead = AESGCM(_expand(_dek(dek), _ENCRYPTION_LABEL))
+    return [_open(aead, ciphertext, _aad(tenant_id, face_id, key_version, model_id), dimension)
+            for ciphertext, face_id in zip(ciphertexts, face_ids, strict=True)]
+
+
+def _open(aead: AESGCM, ciphertext: bytes, aad: bytes, dimension: int | None) -> np.ndarray:
     if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
         raise TypeError("ciphertext must be bytes")
     blob = bytes(ciphertext)
@@ -175,7 +188,7 @@ def decrypt_embedding(*, dek: bytes, ciphertext: bytes, tenant_id: str, face_id:
         raise EmbeddingIntegrityError("not an encrypted embedding (unknown format or truncated)")
     nonce = blob[1:1 + _NONCE_BYTES]
     try:
-        payload = AESGCM(key).decrypt(nonce, blob[1 + _NONCE_BYTES:], aad)
+        payload = aead.decrypt(nonce, blob[1 + _NONCE_BYTES:], aad)
     except InvalidTag:
         raise EmbeddingIntegrityError(
             "encrypted embedding failed authentication (tampered, or wrong key / "

@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 
 from embeddings.gallery import GalleryState, bytes_per_face, galleries
 from embeddings.models import Face
-from embeddings.protection import decrypt_embedding, project, projection_matrix
+from embeddings.protection import decrypt_embedding, decrypt_embeddings, project, projection_matrix
 from embeddings.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
@@ -247,11 +247,15 @@ def rerank(*, tenant_id, query: np.ndarray, model_id: str, candidates: list) -> 
     """Exact cosine on the decrypted canonical embeddings, best first."""
     if not candidates:
         return []
-    embeddings = np.stack([
-        decrypt_embedding(dek=key, ciphertext=bytes(row[4]), tenant_id=str(tenant_id), face_id=str(row[0]),
-                          key_version=version, model_id=model_id)
-        for row, version, key in candidates
-    ])
+    by_key: dict[tuple[int, bytes], list[int]] = {}  # one key derivation per key version
+    for i, (_, version, key) in enumerate(candidates):
+        by_key.setdefault((version, key), []).append(i)
+    embeddings = np.empty((len(candidates), query.shape[0]), dtype=np.float32)
+    for (version, key), rows in by_key.items():
+        embeddings[rows] = decrypt_embeddings(
+            dek=key, ciphertexts=[candidates[i][0][4] for i in rows],
+            face_ids=[str(candidates[i][0][0]) for i in rows], tenant_id=str(tenant_id),
+            key_version=version, model_id=model_id, dimension=query.shape[0])
     similarities = embeddings @ (query / np.linalg.norm(query))
     order = np.argsort(-similarities, kind="stable")
     return [Match(face_id=candidates[i][0][0], asset_id=candidates[i][0][1], subject_id=candidates[i][0][2],

@@ -12,6 +12,7 @@ from embeddings import protection as p
 from embeddings.protection import (
     EmbeddingIntegrityError,
     decrypt_embedding,
+    decrypt_embeddings,
     encrypt_embedding,
     project,
     projection_matrix,
@@ -140,6 +141,23 @@ def test_bad_inputs_are_refused(vector):
 
 def R(label="a", version=1, d=D, model="buffalo_l/w600k_r50"):
     return projection_matrix(dek=dek(label), key_version=version, dimension=d, model_id=model)
+
+
+def test_batch_decrypt_equals_one_by_one_and_checks_each_binding(vector):
+    key = dek("batch")
+    rows = [(f"face-{i}", vector * (i + 1)) for i in range(4)]
+    sealed = [encrypt_embedding(dek=key, embedding=v, **{**FIELDS, "face_id": face}) for face, v in rows]
+    common = {k: v for k, v in FIELDS.items() if k != "face_id"}
+    opened = decrypt_embeddings(dek=key, ciphertexts=sealed, face_ids=[face for face, _ in rows], **common)
+    for (face, v), batch, one in zip(rows, opened, sealed, strict=True):
+        assert np.array_equal(batch, v)
+        assert np.array_equal(batch, decrypt_embedding(dek=key, ciphertext=one, **{**FIELDS, "face_id": face}))
+    swapped = [rows[1][0], rows[0][0], rows[2][0], rows[3][0]]  # two ciphertexts under each other's face ids
+    with pytest.raises(EmbeddingIntegrityError):
+        decrypt_embeddings(dek=key, ciphertexts=sealed, face_ids=swapped, **common)
+    tampered = [*sealed[:3], sealed[3][:-1] + bytes([sealed[3][-1] ^ 1])]
+    with pytest.raises(EmbeddingIntegrityError):
+        decrypt_embeddings(dek=key, ciphertexts=tampered, face_ids=[face for face, _ in rows], **common)
 
 
 def test_projection_is_orthogonal_float32_and_read_only():
