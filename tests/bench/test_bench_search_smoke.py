@@ -1,4 +1,4 @@
-"""A tiny run of the search benchmarks (bench/bench_identification.py, bench/bench_search_latency.py).
+"""A tiny run of the search benchmarks (bench_identification, bench_search_latency, bench_search_in_process).
 
 The pure parts (split, brute force, scoring, percentiles, reports) run on
 synthetic data. The end-to-end part starts the benchmark's real web server
@@ -133,6 +133,18 @@ def test_latency_end_to_end(stack, django_db_blocker):
     assert r["service_wall"]["p50"] > r["stages"]["detect_embed"]["p50"] > 0
     assert r["accuracy"]["same_best_match"] == 3
     assert "service p99 - model p99" in latency.report(out)
+
+
+def test_in_process_search_end_to_end(stack, django_db_blocker):
+    from bench import bench_search_in_process as in_process
+
+    with django_db_blocker.unblock():
+        stack.new_tenant()
+        out = in_process.run(stack, total_faces=40, searches=3, warmup=1)
+    ms = out["ms"]
+    assert out["faces_in_tenant"] == 40 and out["searches"] == 3
+    assert ms["wall"]["p50"] > ms["detect_embed"]["p50"] > 0 and ms["bare analyze"]["p50"] > 0
+    assert 0 < ms["non-model"]["p50"] < ms["wall"]["p50"]
 
 
 @pytest.mark.slow
