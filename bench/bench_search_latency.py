@@ -334,8 +334,7 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     vacuum_s = time.perf_counter() - started
     forget_face_count(stack.tenant_id, engine.model_id)
     search_faces(tenant_id=stack.tenant_id, embedding=gallery_vectors[0], model_id=engine.model_id)
-    while galleries._loading:  # a large tenant's gallery loads in a thread (as in the web process)
-        time.sleep(0.05)
+    galleries.wait_for_loads()  # a large tenant's gallery loads in a thread (as in the web process)
     timings = SearchTimings()  # the strategy of the searches that follow the first
     search_faces(tenant_id=stack.tenant_id, embedding=gallery_vectors[0], model_id=engine.model_id, timings=timings)
     log(f"{len(gallery_ids) + len(filler_ids)} faces in the tenant; strategy {timings.strategy}")

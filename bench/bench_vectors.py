@@ -585,8 +585,7 @@ def measure_service(args, model_id: str, queries, label: str, **overrides) -> di
             first_searches_ms.append((time.perf_counter() - started) * 1000)
         # Tenants above SEARCH_MEMORY_SYNC_LOAD_FACES load in a thread: measure once they are in.
         started = time.perf_counter()
-        while galleries._loading:
-            time.sleep(0.05)
+        galleries.wait_for_loads()
         log(f"background gallery loads done {time.perf_counter() - started:.1f} s after the first searches")
         for i, (t, q) in enumerate(list(queries[:args.warmup]) + list(queries)):
             timings = SearchTimings()

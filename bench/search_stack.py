@@ -135,9 +135,7 @@ class ServiceStack:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._close_connection()
         if self.web is not None:
             self.web.stop()
             self.web = None
@@ -304,26 +302,28 @@ class ServiceStack:
         return answer, elapsed
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        """One request on the kept-alive connection (a new one when the server closed it)."""
-        for attempt in range(2):
-            if self._connection is None:
-                host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
-                self._connection = http.client.HTTPConnection(host, int(port), timeout=300)
-            try:
-                self._connection.request("POST", path, body=body, headers=headers)
-                response = self._connection.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionError):
-                self._connection.close()
-                self._connection = None
-                if attempt == 1:
-                    raise
-                continue
-            if response.will_close:
-                self._connection.close()
-                self._connection = None
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-        raise AssertionError("unreachable")
+        """One request on the kept-alive connection; again on a new one if the server had closed it."""
+        try:
+            return self._exchange(path, body, headers)
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self._close_connection()
+            return self._exchange(path, body, headers)
+
+    def _exchange(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if self._connection is None:
+            host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
+            self._connection = http.client.HTTPConnection(host, int(port), timeout=300)
+        self._connection.request("POST", path, body=body, headers=headers)
+        response = self._connection.getresponse()
+        data = response.read()
+        if response.will_close:
+            self._close_connection()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def multipart_body(image: bytes, fields: dict[str, str]) -> tuple[bytes, str]:

@@ -192,6 +192,18 @@ class GalleryCache:
     def __len__(self) -> int:
         return len(self._galleries)
 
+    @property
+    def loading(self) -> bool:
+        """Whether a thread of this process is loading a gallery (load_in_background)."""
+        with self._lock:
+            return bool(self._loading)
+
+    def wait_for_loads(self, timeout: float = 600.0) -> None:
+        """Block until no gallery is loading in the background (benchmarks, tests)."""
+        deadline = time.monotonic() + timeout
+        while self.loading and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def holds(self, tenant_id: UUID | str, model_id: str) -> bool:
         with self._lock:
             return any(key[:2] == (str(tenant_id), model_id) for key in self._galleries)

@@ -38,14 +38,17 @@ def forget_cached_keys() -> None:
             _verified_keys.clear()
 
 
+def _cached_key(digest: str) -> ApiKey | None:
+    with _verified_keys_lock:
+        cache = _key_cache()
+        return cache.get(digest) if cache is not None else None
+
+
 def is_verified_recently(plaintext: str | None) -> bool:
     """Whether this secret matched a key within API_KEY_CACHE_SECONDS (no database read)."""
     if not plaintext or parse_key(plaintext) is None:
         return False
-    digest = digest_secret(plaintext)
-    with _verified_keys_lock:
-        cache = _key_cache()
-        return cache is not None and digest in cache
+    return _cached_key(digest_secret(plaintext)) is not None
 
 
 def api_key_for_secret(plaintext: str) -> ApiKey | None:
@@ -60,9 +63,7 @@ def api_key_for_secret(plaintext: str) -> ApiKey | None:
     if prefix is None:
         return None
     digest = digest_secret(plaintext)
-    with _verified_keys_lock:
-        cache = _key_cache()
-        cached = cache.get(digest) if cache is not None else None
+    cached = _cached_key(digest)
     if cached is not None:
         return cached
     with platform_scope():

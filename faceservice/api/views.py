@@ -45,16 +45,18 @@ class TenantAPIView(APIView):
         # bad keys is rate limited before each costs a key lookup. A key this
         # process verified a moment ago costs no lookup: its address is then
         # counted with the key, in the same round trip to Valkey.
-        request.address_counted = not is_verified_recently(presented_key(request))
-        if request.address_counted:
-            self._count(request, [t for t in self.get_throttles() if _before_authentication(t)])
+        throttles = self.get_throttles()
+        self._after_authentication = [t for t in throttles if not _before_authentication(t)]
+        if is_verified_recently(presented_key(request)):
+            self._after_authentication = throttles
+        else:
+            self._count(request, [t for t in throttles if _before_authentication(t)])
         super().initial(request, *args, **kwargs)
 
     def perform_authentication(self, request) -> None:
         super().perform_authentication(request)
         # Before the role check, so that refused requests (each audited) count too.
-        self._count(request, [t for t in self.get_throttles()
-                              if not _before_authentication(t) or not request.address_counted])
+        self._count(request, self._after_authentication)
 
     def check_throttles(self, request) -> None:
         """Counted already: before and just after authentication (see initial)."""

@@ -242,7 +242,7 @@ def test_a_large_tenant_is_loaded_beside_the_searches_which_use_pgvector_meanwhi
 
     first, timings = search(tenant, vectors[25], top_k=1)
     assert timings.strategy == "exact" and first[0].asset_id == "b"  # pgvector, while the gallery loads
-    wait_for(lambda: held(tenant) is not None and not galleries._loading)
+    wait_for(lambda: held(tenant) is not None and not galleries.loading)
     assert held(tenant).size == 40
     again, timings = search(tenant, vectors[25], top_k=1)
     assert timings.strategy == "memory" and again[0].face_id == first[0].face_id
@@ -251,5 +251,5 @@ def test_a_large_tenant_is_loaded_beside_the_searches_which_use_pgvector_meanwhi
     services.delete_faces(tenant_id=tenant.id, actor=ACTOR, asset_ids=["a"])
     matches, timings = search(tenant, vectors[5], top_k=3)
     assert timings.strategy == "memory" and all(m.asset_id == "b" for m in matches)  # the old gallery answered
-    wait_for(lambda: held(tenant) is not loaded and not galleries._loading)
+    wait_for(lambda: held(tenant) is not loaded and not galleries.loading)
     assert held(tenant).size == 20 and not held(tenant).removals_pending
