@@ -2,7 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_gallery_scan.py [--faces 100000,500000] [--queries 300]
 
-One process, one thread, no database: the scan embeddings/gallery.py does
+One process, one thread, no database: the scan embeddings/search/gallery.py does
 (FAISS flat, half precision, top_k + 8 = 18 candidates) against the
 alternatives measured before choosing it, on the same face-like vectors
 (identities with noise, as bench/vectors_data.py makes them), the methods
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    faiss.omp_set_num_threads(1)  # as in the web process (embeddings/gallery.py)
+    faiss.omp_set_num_threads(1)  # as in the web process (embeddings/search/gallery.py)
     for faces in (int(n) for n in args.faces.split(",")):
         run(faces, args.queries, args.dim, args.seed)
 

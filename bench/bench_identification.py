@@ -10,7 +10,7 @@ What it does (see docs/BENCHMARKS.md, "Identification accuracy"):
    face is found is enrolled (subject = the person) through the index-job API
    (POST /v1/index-jobs with inline images, options max_faces=1, run by a real
    Celery worker process), or with --enrol-via store through
-   embeddings.services.replace_asset_faces in this process. Genuine probes:
+   embeddings.store.services.replace_asset_faces in this process. Genuine probes:
    that person's other photos. Impostor probes: the people with exactly one
    photo (not enrolled).
 4. Every probe is searched through HTTP POST /v1/search (faces=largest,
@@ -217,7 +217,7 @@ def run(stack: ServiceStack, people: dict[str, list[Path]], *, progress_every: i
         bbox, det_score, embedding = analysed[path]
         asset_id = f"{person}/{path.name}"
         if enrol_via == "store":
-            # The store's write path, as the worker calls it (embeddings.services.replace_asset_faces).
+            # The store's write path, as the worker calls it (embeddings.store.services.replace_asset_faces).
             stack.enrol(asset_id=asset_id, subject_id=person, model_id=engine.model_id,
                         faces=[SimpleFace(bbox, det_score, embedding)])
         labels.append(person)
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--enrol-via", choices=["jobs", "store"], default="jobs",
                         help="jobs: POST /v1/index-jobs + a Celery worker (default); "
-                             "store: embeddings.services.replace_asset_faces in this process")
+                             "store: embeddings.store.services.replace_asset_faces in this process")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on `kill` too
     people = lfw_people(args.lfw_dir)

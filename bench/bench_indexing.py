@@ -136,7 +136,7 @@ def bare_engines(stack: ServiceStack, photos: dict[str, bytes], processes: int) 
     """
     if processes == 1:
         return bare_engine(stack, photos)
-    from embeddings.job_services import JobOptions
+    from embeddings.indexing.services import JobOptions
 
     work = pickle.dumps((stack.engine_config(), JobOptions().analyze_options(), list(photos.values())))
     children = [subprocess.Popen([sys.executable, __file__, "--bare-worker"], stdin=subprocess.PIPE,
@@ -180,7 +180,7 @@ def bare_worker() -> None:
 def bare_engine(stack: ServiceStack, photos: dict[str, bytes]) -> dict:
     from embeddings.engine import decode_image
     from embeddings.image_sources import image_limits
-    from embeddings.job_services import JobOptions
+    from embeddings.indexing.services import JobOptions
 
     engine, options = stack.engine(), JobOptions().analyze_options()
     for data in list(photos.values())[:5]:  # warm up

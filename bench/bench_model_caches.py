@@ -35,7 +35,7 @@ def main() -> int:
     django.setup()
     from bench.search_stack import LFW_DIR
     from embeddings.engine import AnalyzeOptions, decode_image
-    from embeddings.face_models import face_engine
+    from embeddings.face_engine import face_engine
 
     datas = [p.read_bytes() for p in sorted(LFW_DIR.glob("*/*.jpg"))[:args.photos]]
     engine = face_engine()

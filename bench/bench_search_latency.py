@@ -10,9 +10,9 @@ What it does (see docs/BENCHMARKS.md, "Search latency"):
    dev-train people with two or more photos, in name order, until their other
    photos make enough probes (warm-up + searches), then synthetic filler faces
    (random unit vectors of the model's dimension) up to --total-faces, all
-   through embeddings.services.replace_asset_faces (1,000 faces per asset
+   through embeddings.store.services.replace_asset_faces (1,000 faces per asset
    call: encrypted, projected, one transaction each). Then the model's HNSW
-   index (embeddings.vector_index.ensure_vector_index) and VACUUM ANALYZE.
+   index (embeddings.search.vector_index.ensure_vector_index) and VACUUM ANALYZE.
 3. Warms up, then for each of --searches probe photos (other photos of the
    enrolled people, one face each) runs, in alternating order, (a) an HTTP
    POST /v1/search (multipart, faces=largest, default threshold and top_k)
@@ -279,10 +279,10 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     from django.conf import settings
 
     from embeddings.engine import AnalyzeOptions, decode_image
-    from embeddings.gallery import galleries
     from embeddings.image_sources import image_limits
-    from embeddings.selectors import SearchTimings, search_faces
-    from embeddings.vector_index import maintain_tenant_indexes
+    from embeddings.search.gallery import galleries
+    from embeddings.search.selectors import SearchTimings, search_faces
+    from embeddings.search.vector_index import maintain_tenant_indexes
 
     engine = stack.engine()
     limits = image_limits()
@@ -324,7 +324,7 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     index_s = time.perf_counter() - started
     log(f"HNSW index for {engine.model_id}: {'built' if created else 'present'} in {index_s:.0f}s")
     # What the service's beat task does next: a tenant over EXACT_SEARCH_MAX_FACES
-    # gets its own graph (embeddings/vector_index.py).
+    # gets its own graph (embeddings/search/vector_index.py).
     started = time.perf_counter()
     tenant_index = maintain_tenant_indexes()
     tenant_index_s = time.perf_counter() - started

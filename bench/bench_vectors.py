@@ -293,7 +293,7 @@ def load_dataset(args, model_id: str, tenants_made) -> tuple[list[BenchTenant], 
 def build_index(args, model_id: str) -> dict:
     from django.db import connection
 
-    from embeddings.vector_index import ensure_vector_index
+    from embeddings.search.vector_index import ensure_vector_index
 
     notices: list[str] = []
     with connection.cursor() as cursor:
@@ -332,7 +332,7 @@ def build_tenant_indexes(model_id: str) -> list[dict]:
     """The service's own maintenance (vector_index.maintain_tenant_indexes) builds the
     per-tenant indexes, one at a time; each build is timed here by running its plan
     step by step with the same functions."""
-    from embeddings.vector_index import ensure_tenant_index, plan_tenant_indexes, tenant_index_name
+    from embeddings.search.vector_index import ensure_tenant_index, plan_tenant_indexes, tenant_index_name
 
     builds = []
     for m, dimension, tenant_id, faces in plan_tenant_indexes().build:
@@ -366,7 +366,7 @@ def _score(tenant: BenchTenant, q: int, found: list[int]) -> tuple[float, float 
 
 
 def _projected_queries(tenants: list[BenchTenant], model_id: str, dimension: int) -> dict[str, np.ndarray]:
-    from embeddings.protection import project, projection_matrix
+    from embeddings.store.protection import project, projection_matrix
 
     out = {}
     for t in tenants:
@@ -481,8 +481,8 @@ def measure_candidates(args, model_id: str, queries, projected) -> dict:
     from django.db import connection
     from django.test import override_settings
 
-    from embeddings import selectors
-    from embeddings.selectors import _candidate_rows
+    from embeddings.search import selectors
+    from embeddings.search.selectors import _candidate_rows
     from faceservice.tenancy import tenant_context
 
     # search_faces reads the key versions and sets ef_search and the iterative
@@ -564,8 +564,8 @@ def measure_service(args, model_id: str, queries, label: str, **overrides) -> di
     from django.db import connection
     from django.test import override_settings
 
-    from embeddings.gallery import clear_galleries, galleries
-    from embeddings.selectors import SearchTimings, search_faces
+    from embeddings.search.gallery import clear_galleries, galleries
+    from embeddings.search.selectors import SearchTimings, search_faces
 
     series = Series(label)
     strategies: dict[str, int] = defaultdict(int)
@@ -613,15 +613,15 @@ def measure_service(args, model_id: str, queries, label: str, **overrides) -> di
 
 def measure_crypto(args, tenant: BenchTenant, model_id: str) -> dict:
     """Per-face and per-query costs of the protection layer, outside the database."""
-    from embeddings.protection import (
+    from embeddings.search.selectors import rerank
+    from embeddings.store.protection import (
         clear_projection_cache,
         decrypt_embedding,
         encrypt_embedding,
         project,
         projection_matrix,
     )
-    from embeddings.selectors import rerank
-    from embeddings.services import protect_faces
+    from embeddings.store.services import protect_faces
     from tenants.data_keys import DataKeyRef
 
     @dataclass
@@ -905,7 +905,7 @@ def run(args) -> dict:
                "pgvector only": measure_service(args, model_id, queries, "pgvector only", SEARCH_MEMORY_MAX_BYTES=0)}
     # The projection-matrix cache holds 64 matrices by default: with more active
     # tenants than that, searches rebuild R (QR of a d x d matrix) again and again.
-    from embeddings.protection import configure_projection_cache
+    from embeddings.store.protection import configure_projection_cache
 
     configure_projection_cache(max_entries=2 * args.tenants)
     service[f"projection cache {2 * args.tenants}"] = measure_service(
@@ -936,7 +936,7 @@ def run(args) -> dict:
 def cleanup_database(model_id: str, tenant_ids: list[str]) -> None:
     """On a database the run did not start itself: drop its faces and its index.
     (Its tenants stay, like any tenant: their audit events are append-only.)"""
-    from embeddings.vector_index import index_name, tenant_index_name
+    from embeddings.search.vector_index import index_name, tenant_index_name
 
     conn = loading_connection()
     with conn.cursor() as cursor:

@@ -2,7 +2,7 @@
 
     with ServiceStack(run_dir) as stack:      # PostgreSQL + Valkey, migrate, tenant + key, gunicorn
         stack.search(image_bytes, faces="largest")   # POST /v1/search over HTTP
-        stack.enrol(asset_id=..., subject_id=..., faces=[...])  # embeddings.services.replace_asset_faces
+        stack.enrol(asset_id=..., subject_id=..., faces=[...])  # embeddings.store.services.replace_asset_faces
 
 The benchmark process itself is set up as a Django process on the same
 database and the same environment as the web server, so that it can create the
@@ -41,7 +41,7 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True)
 class SimpleFace:
-    """What replace_asset_faces needs of a face (embeddings.services.DetectedFace)."""
+    """What replace_asset_faces needs of a face (embeddings.store.services.DetectedFace)."""
 
     bbox: tuple[float, float, float, float]
     det_score: float
@@ -175,29 +175,29 @@ class ServiceStack:
     @staticmethod
     def engine():
         """The bench process's own engine, built from the same settings as the server's."""
-        from embeddings.face_models import face_engine
+        from embeddings.face_engine import face_engine
 
         return face_engine()
 
     @staticmethod
     def engine_config():
-        from embeddings.face_models import engine_config
+        from embeddings.face_engine import engine_config
 
         return engine_config()
 
     @staticmethod
     def ensure_vector_index(model_id: str, dimension: int) -> bool:
-        from embeddings.vector_index import ensure_vector_index
+        from embeddings.search.vector_index import ensure_vector_index
 
         return ensure_vector_index(model_id, dimension)
 
     # Writes: the store's own indexing path --------------------------------------------
     def enrol(self, *, asset_id: str, faces: list, model_id: str, subject_id: str | None = None) -> list:
-        """Index an asset's faces with embeddings.services.replace_asset_faces; the new face ids."""
+        """Index an asset's faces with embeddings.store.services.replace_asset_faces; the new face ids."""
         from django.utils import timezone
 
         from audit.services import Actor
-        from embeddings.services import replace_asset_faces
+        from embeddings.store.services import replace_asset_faces
 
         result = replace_asset_faces(tenant_id=self.tenant_id, asset_id=asset_id, faces=faces,
                                      model_id=model_id, subject_id=subject_id, submitted_at=timezone.now(),

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from embeddings.protection import encrypt_embedding, encrypted_size, project, projection_matrix
-from embeddings.vector_index import (
+from embeddings.search.vector_index import (
     TENANT_INDEX_PREFIX,
     _check,
     index_name,
     tenant_predicate,
     vector_expression,
 )
+from embeddings.store.protection import encrypt_embedding, encrypted_size, project, projection_matrix
 
 FACE_COLUMNS = ("id", "tenant_id", "asset_id", "subject_id", "bbox", "det_score", "model_id", "key_version",
                 "embedding_ciphertext", "search_vector", "created_at")
@@ -132,7 +132,7 @@ def load_tenant(conn, *, tenant_id: uuid.UUID | str, dek: bytes, key_version: in
     return timings
 
 
-# --- raw SQL: the same statements as embeddings.selectors._candidate_rows -------------------
+# --- raw SQL: the same statements as embeddings.search.selectors._candidate_rows -------------------
 
 CANDIDATE_COLUMNS = "id, asset_id, subject_id, bbox, embedding_ciphertext"
 

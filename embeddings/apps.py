@@ -8,7 +8,7 @@ class EmbeddingsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from embeddings.protection import configure_projection_cache
+        from embeddings.store.protection import configure_projection_cache
 
         # One secret matrix per active tenant (and key version) should stay cached:
         # rebuilding one costs ~0.1 s at 512-d (docs/BENCHMARKS.md, Vector search).

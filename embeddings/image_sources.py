@@ -15,8 +15,9 @@ import numpy as np
 from django.conf import settings
 from rest_framework import serializers
 
-from embeddings.engine import ImageLimits, NotAnImage, decode_image, fetch_image_url, fetch_s3_object
-from embeddings.engine.fetch import Timeouts
+from embeddings.engine import ImageLimits, NotAnImage, decode_image
+from faceservice.outbound.http import Timeouts, fetch_image_url
+from faceservice.outbound.s3 import fetch_s3_object
 
 DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
 

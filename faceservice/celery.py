@@ -9,7 +9,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
 
 app = Celery("faceservice")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Each capability package keeps its tasks in its own tasks.py.
+app.autodiscover_tasks([
+    "audit",
+    "tenants",
+    "tenants.webhooks",
+    "embeddings.indexing",
+    "embeddings.store",
+    "embeddings.search",
+])
 
 
 @worker_process_init.connect

@@ -31,7 +31,7 @@ def _redis() -> tuple[bool, str]:
 
 
 def _models() -> tuple[bool, str]:
-    from embeddings.face_models import model_status
+    from embeddings.face_engine import model_status
 
     return model_status()
 

@@ -287,7 +287,7 @@ PROJECTION_CACHE_MAX_ENTRIES = env_int("PROJECTION_CACHE_MAX_ENTRIES", 256)
 # 20k: a 10-20k tenant's own graph gave recall 1.0 for 2.6x (128-d) to 7.6x
 # (512-d) less CPU than the exact scan (docs/BENCHMARKS.md, "Vector search").
 EXACT_SEARCH_MAX_FACES = env_int("EXACT_SEARCH_MAX_FACES", 10000)
-# In-memory search galleries (embeddings/gallery.py): each web process keeps
+# In-memory search galleries (embeddings/search/gallery.py): each web process keeps
 # the protected templates of the tenants it searches, up to this many bytes in
 # all (16 + 2*d bytes a face: 100k faces at 128-d take 27 MB), and scans them
 # all (FAISS flat, half precision; ~3 ms at 100k x 128-d) instead of pgvector. A
@@ -309,7 +309,7 @@ SEARCH_CANDIDATE_FACTOR = env_int("SEARCH_CANDIDATE_FACTOR", 4)
 SEARCH_MIN_CANDIDATES = env_int("SEARCH_MIN_CANDIDATES", 40)
 # Buckets an index job may name (empty: any bucket the service's credentials reach).
 S3_ALLOWED_BUCKETS = env_list("S3_ALLOWED_BUCKETS", [])
-# Per-tenant HNSW indexes (embeddings/vector_index.py): every tenant with more
+# Per-tenant HNSW indexes (embeddings/search/vector_index.py): every tenant with more
 # than EXACT_SEARCH_MAX_FACES faces of a model gets its own partial index, built
 # CONCURRENTLY by a beat task; dropped when the tenant falls to half of that or
 # is purged. The shared per-model index serves such a tenant until then.
@@ -324,7 +324,7 @@ TENANT_INDEX_INTERVAL_SECONDS = env_int("TENANT_INDEX_INTERVAL_SECONDS", 600)
 # must fit in it, ~1.1 KB a face at 128-d, ~2.5 KB at 512-d (BENCHMARKS.md).
 VECTOR_INDEX_MAINTENANCE_WORK_MEM = env("VECTOR_INDEX_MAINTENANCE_WORK_MEM", "")
 
-# --- Index jobs and webhooks (embeddings/job_services.py, tenants/webhooks.py; docs/JOBS.md) --
+# --- Index jobs and webhooks (embeddings/indexing/services.py, tenants/webhooks/; docs/JOBS.md) --
 INDEX_JOB_MAX_ASSETS = env_int("INDEX_JOB_MAX_ASSETS", 1000)  # assets per submission
 # Fairness: at most this many assets of one tenant are queued or running at a
 # time; the rest wait in PostgreSQL and are dispatched round-robin as slots free.
@@ -335,7 +335,7 @@ INDEX_JOB_MAX_ASSETS = env_int("INDEX_JOB_MAX_ASSETS", 1000)  # assets per submi
 INDEX_MAX_INFLIGHT_PER_TENANT = env_int("INDEX_MAX_INFLIGHT_PER_TENANT", 32)
 # Assets per index message: a worker process claims them in one statement,
 # pipelines fetch / model / store in three threads and commits them in one
-# transaction (embeddings/jobs.py). 1 = one asset per message and transaction.
+# transaction (embeddings/indexing/pipeline.py). 1 = one asset per message and transaction.
 # 8 (with 16 slots) measured 0.90 of the bare engine per process against 0.85
 # for 4 on a quiet box (docs/BENCHMARKS.md, "Indexing"); 16 gained nothing more.
 INDEX_BATCH_SIZE = env_int("INDEX_BATCH_SIZE", 8)
@@ -380,7 +380,6 @@ CELERY_TASK_ROUTES = {
     "embeddings.index_asset": {"queue": "index"},
     "tenants.deliver_webhook": {"queue": "webhooks"},
 }
-CELERY_IMPORTS = ("tenants.webhook_tasks",)  # tenants/tasks.py belongs to key rotation
 CELERY_BEAT_SCHEDULE["index-jobs-sweep"] = {
     "task": "embeddings.sweep_index_jobs", "schedule": INDEX_SWEEP_INTERVAL_SECONDS}
 CELERY_BEAT_SCHEDULE["faces-purge-expired"] = {

@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 def warm_up_face_engine() -> None:
     """Load and warm the engine; a missing pack is logged, not fatal (/readyz reports it)."""
     from embeddings.engine import ModelsUnavailable
-    from embeddings.face_models import face_engine
+    from embeddings.face_engine import face_engine
 
     try:
         engine = face_engine()

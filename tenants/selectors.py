@@ -3,52 +3,21 @@
 from __future__ import annotations
 
 import hmac
-import threading
 from uuid import UUID
 
-from cachetools import TTLCache
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from faceservice.tenancy import platform_scope
+from tenants.api_keys import cached_key, digest_secret, parse_key, remember_key
 from tenants.models import ApiKey, Tenant
-from tenants.services import digest_secret, parse_key
-
-# Verified keys by the SHA-256 of their secret (never the secret itself).
-# Only keys that matched are kept: unknown keys cannot fill the cache.
-_verified_keys: TTLCache | None = None
-_verified_keys_lock = threading.Lock()
-
-
-def _key_cache() -> TTLCache | None:
-    global _verified_keys
-    seconds = settings.API_KEY_CACHE_SECONDS
-    if seconds <= 0:
-        return None
-    if _verified_keys is None or _verified_keys.ttl != seconds:
-        _verified_keys = TTLCache(maxsize=10_000, ttl=seconds)
-    return _verified_keys
-
-
-def forget_cached_keys() -> None:
-    """Drop this process's verified keys (after a revocation or a tenant status change)."""
-    with _verified_keys_lock:
-        if _verified_keys is not None:
-            _verified_keys.clear()
-
-
-def _cached_key(digest: str) -> ApiKey | None:
-    with _verified_keys_lock:
-        cache = _key_cache()
-        return cache.get(digest) if cache is not None else None
 
 
 def is_verified_recently(plaintext: str | None) -> bool:
     """Whether this secret matched a key within API_KEY_CACHE_SECONDS (no database read)."""
     if not plaintext or parse_key(plaintext) is None:
         return False
-    return _cached_key(digest_secret(plaintext)) is not None
+    return cached_key(digest_secret(plaintext)) is not None
 
 
 def api_key_for_secret(plaintext: str) -> ApiKey | None:
@@ -63,17 +32,14 @@ def api_key_for_secret(plaintext: str) -> ApiKey | None:
     if prefix is None:
         return None
     digest = digest_secret(plaintext)
-    cached = _cached_key(digest)
+    cached = cached_key(digest)
     if cached is not None:
         return cached
     with platform_scope():
         api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.digest, digest):
         return None
-    with _verified_keys_lock:
-        cache = _key_cache()
-        if cache is not None:
-            cache[digest] = api_key
+    remember_key(digest, api_key)
     return api_key
 
 

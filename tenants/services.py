@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,11 +12,8 @@ from django.utils import timezone
 
 from audit.services import Actor, record_event
 from faceservice.tenancy import tenant_context
+from tenants.api_keys import KEY_PREFIX_BYTES, KEY_SCHEME, KEY_SECRET_BYTES, digest_secret, forget_cached_keys
 from tenants.models import ApiKey, Role, Tenant
-
-KEY_PREFIX_BYTES = 6  # 12 hex characters: public, for lookup
-KEY_SECRET_BYTES = 32  # 256 bits of entropy
-KEY_SCHEME = "fsk"
 
 
 @dataclass(frozen=True)
@@ -26,21 +22,6 @@ class IssuedKey:
 
     api_key: ApiKey
     plaintext: str
-
-
-def digest_secret(plaintext: str) -> str:
-    # The secret is 256 random bits, so a fast hash is enough (as for GitHub
-    # tokens): a slow password hash would add latency to every request and no
-    # protection that the entropy does not already give.
-    return hashlib.sha256(plaintext.encode()).hexdigest()
-
-
-def parse_key(plaintext: str) -> str | None:
-    """The lookup prefix of a key shaped `fsk_<prefix>_<secret>`, else None."""
-    parts = plaintext.split("_", 2)  # the secret itself may contain "_"
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != KEY_PREFIX_BYTES * 2:
-        return None
-    return parts[1]
 
 
 def validate_roles(roles: list[str]) -> list[str]:
@@ -67,7 +48,7 @@ def set_tenant_status(*, tenant: Tenant, status: str, actor: Actor) -> Tenant:
     previous = tenant.status
     tenant.status = status
     tenant.save(update_fields=["status", "updated_at"])
-    _forget_cached_keys()
+    forget_cached_keys()
     with tenant_context(tenant.id):
         record_event(tenant_id=tenant.id, actor=actor, action="tenant.status_changed",
                      target={"tenant_id": str(tenant.id)},
@@ -110,16 +91,10 @@ def revoke_api_key(*, tenant_id: UUID, api_key_id: UUID, actor: Actor) -> ApiKey
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])
-            _forget_cached_keys()
+            forget_cached_keys()
             record_event(tenant_id=tenant_id, actor=actor, action="api_key.revoked",
                          target={"api_key_id": str(api_key.id)})
     return api_key
-
-
-def _forget_cached_keys() -> None:
-    from tenants.selectors import forget_cached_keys  # selectors import this module
-
-    forget_cached_keys()
 
 
 def touch_last_used(*, api_key: ApiKey, now: datetime) -> None:

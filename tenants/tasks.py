@@ -21,7 +21,7 @@ def reencrypt_tenant_faces(tenant_id: str, batch_size: int = 500) -> int:
     Safe to run twice or after a crash: each batch is one transaction and
     picks only faces still under an old version.
     """
-    from embeddings.services import reencrypt_batch
+    from embeddings.store.services import reencrypt_batch
 
     started, moved = time.monotonic(), 0
     while time.monotonic() - started < TIME_BUDGET_SECONDS:

@@ -17,7 +17,7 @@ MODELS_DIR = SHARED_DIR / "models"
 @pytest.fixture(autouse=True)
 def _fresh_search_galleries():
     """Each test starts with no in-memory gallery: a rolled-back test's faces must not linger."""
-    from embeddings.gallery import clear_galleries
+    from embeddings.search.gallery import clear_galleries
 
     clear_galleries()
     yield

@@ -43,17 +43,13 @@ if TYPE_CHECKING:
         clear_engine_cache,
         get_engine,
     )
-    from .fetch import SafeResponse, Timeouts, fetch_image_url, safe_request
     from .intake import ImageLimits, decode_image
-    from .s3 import fetch_s3_object
 
 _LAZY = {
     "Analysis": "engine", "AnalyzeOptions": "engine", "Face": "engine", "FaceEngine": "engine",
     "LeftOutFace": "engine", "LEFT_OUT_REASONS": "engine", "get_engine": "engine",
     "clear_engine_cache": "engine",
     "ImageLimits": "intake", "decode_image": "intake",
-    "SafeResponse": "fetch", "Timeouts": "fetch", "fetch_image_url": "fetch", "safe_request": "fetch",
-    "fetch_s3_object": "s3",
 }
 
 # Names in _LAZY load their module on first access.
@@ -77,16 +73,11 @@ __all__ = [
     "ModelsUnavailable",
     "NotAnImage",
     "S3ObjectNotFound",
-    "SafeResponse",
-    "Timeouts",
     "TooManyPixels",
     "UnsupportedFormat",
     "clear_engine_cache",
     "decode_image",
-    "fetch_image_url",
-    "fetch_s3_object",
     "get_engine",
-    "safe_request",
 ]
 
 

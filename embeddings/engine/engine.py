@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import EngineConfig
 from .errors import ModelsUnavailable
-from .models import Detector, Recognizer
+from .networks import Detector, Recognizer
 from .pack import PackFiles, locate_pack
 from .runtime import create_session, resolve_providers
 

@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from audit.services import Actor
 from embeddings.engine import decode_image
-from embeddings.face_models import face_engine
-from embeddings.services import replace_asset_faces
+from embeddings.face_engine import face_engine
+from embeddings.store.services import replace_asset_faces
 from tests.conftest import FACES_DIR
 
 KNOWN = FACES_DIR / "known-people"

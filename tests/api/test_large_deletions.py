@@ -9,11 +9,12 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import Actor
-from embeddings import deletions, services
 from embeddings.models import Face
+from embeddings.store import deletion as deletions
+from embeddings.store import services
 from faceservice.tenancy import tenant_context
-from tenants import webhooks
 from tenants.models import TenantKey, WebhookDelivery
+from tenants.webhooks import services as webhooks
 
 HOOK_URL = "http://127.0.0.1:9/hook"  # never called here: deliveries are only queued
 

@@ -51,7 +51,7 @@ def test_search_by_upload_finds_the_person(enrolled, client_for):
 
 def assert_documented_shape(body: dict) -> None:
     """The answer is exactly what the schema (SearchOutput) says: the view sends it unserialized."""
-    from embeddings.apis import SearchOutput
+    from embeddings.search.apis import SearchOutput
 
     documented = SearchOutput(data=body)
     assert documented.is_valid(), documented.errors

@@ -1,4 +1,4 @@
-"""embeddings.protection: AES-GCM sealed embeddings and the orthogonal projection."""
+"""embeddings.store.protection: AES-GCM sealed embeddings and the orthogonal projection."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
-from embeddings import protection as p
-from embeddings.protection import (
+from embeddings.store import protection as p
+from embeddings.store.protection import (
     EmbeddingIntegrityError,
     decrypt_embedding,
     decrypt_embeddings,

@@ -27,11 +27,9 @@ from embeddings.engine import (
     FetchTimeout,
     ImageTooLarge,
     decode_image,
-    fetch_image_url,
-    safe_request,
 )
-from embeddings.engine import fetch as fetch_module
-from embeddings.engine.fetch import Timeouts, refusal_reason
+from faceservice.outbound import http as fetch_module
+from faceservice.outbound.http import Timeouts, fetch_image_url, refusal_reason, safe_request
 
 LOCAL = ("127.0.0.0/8",)
 FAST = Timeouts(connect=1.0, read=1.0, total=5.0)

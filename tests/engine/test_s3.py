@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from embeddings.engine import FetchRefused, ImageTooLarge, S3ObjectNotFound, decode_image, fetch_s3_object
-from embeddings.engine.s3 import default_client
+from embeddings.engine import FetchRefused, ImageTooLarge, S3ObjectNotFound, decode_image
+from faceservice.outbound.s3 import default_client, fetch_s3_object
 
 pytestmark = pytest.mark.skipif(not os.environ.get("AWS_ENDPOINT_URL"),
                                 reason="AWS_ENDPOINT_URL not set (run through ./dev test or start moto_server)")

@@ -18,7 +18,7 @@ def _json_body_after(marker: str) -> dict:
 
 
 def test_index_job_example_is_a_valid_submission(settings):
-    from embeddings.job_apis import SubmitInput
+    from embeddings.indexing.apis import SubmitInput
 
     body = _json_body_after("localhost:8000/v1/index-jobs")
     submission = SubmitInput(data=body)

@@ -11,8 +11,8 @@ from jobs.servers import local_server
 @pytest.fixture
 def published(monkeypatch) -> Published:
     """Capture what would go to the broker instead of sending it."""
-    from embeddings import job_services
-    from tenants import webhooks
+    from embeddings.indexing import services as job_services
+    from tenants.webhooks import services as webhooks
 
     sent = Published()
     monkeypatch.setattr(job_services, "_publish", sent)

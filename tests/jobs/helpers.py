@@ -8,8 +8,8 @@ import numpy as np
 from django.utils import timezone
 
 from audit.services import Actor
-from embeddings import job_services
 from embeddings.image_sources import ImageSource
+from embeddings.indexing import services as job_services
 from embeddings.models import IndexJob, IndexJobAsset
 from faceservice.tenancy import platform_scope
 

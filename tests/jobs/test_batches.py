@@ -14,11 +14,12 @@ import pytest
 
 from audit.models import AuditEvent
 from audit.services import Actor
-from embeddings import job_services, jobs
 from embeddings.image_sources import ImageSource
-from embeddings.job_services import AssetSpec, Finished
+from embeddings.indexing import pipeline
+from embeddings.indexing import services as job_services
+from embeddings.indexing.services import AssetSpec, Finished
 from embeddings.models import Face, IndexJob, IndexJobAsset
-from embeddings.services import replace_asset_faces
+from embeddings.store.services import replace_asset_faces
 from faceservice.tenancy import platform_scope
 from jobs.helpers import MODEL, count, fake_faces, find, now, refreshed, rows, submit, update, url_spec
 from tenants import data_keys
@@ -163,7 +164,7 @@ def test_faces_written_after_a_key_rotation_use_the_new_version(tenant):
 
 
 def test_after_a_purge_new_faces_get_a_new_key_never_the_shredded_one(tenant):
-    from embeddings.services import purge_tenant_face_data
+    from embeddings.store.services import purge_tenant_face_data
 
     actor = Actor.system("tests")
     replace_asset_faces(tenant_id=tenant.id, asset_id="a", faces=fake_faces(1), model_id=MODEL,
@@ -181,7 +182,7 @@ def test_after_a_purge_new_faces_get_a_new_key_never_the_shredded_one(tenant):
 @pytest.fixture
 def committed_tenant(committed_db):
     yield tenant_services.create_tenant(name=f"batch-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))
-    jobs.drain_pipeline()  # stop the threads before the database is blocked again
+    pipeline.drain_pipeline()  # stop the threads before the database is blocked again
 
 
 def test_a_batch_is_pipelined_committed_and_refilled(committed_tenant, images, published, settings):
@@ -194,7 +195,7 @@ def test_a_batch_is_pipelined_committed_and_refilled(committed_tenant, images, p
     (first, *rest) = published.messages
     assert len(first[1]) == 4 and not rest
     published.clear()
-    assert jobs.run_batch(tenant_id=first[0], job_asset_ids=first[1], wait=True) == "4 claimed"
+    assert pipeline.run_batch(tenant_id=first[0], job_asset_ids=first[1], wait=True) == "4 claimed"
     by_id = {r.asset_id: r for r in rows(job)}
     assert by_id["gone"].state == A.FAILED and by_id["gone"].error_code == "fetch_failed"
     done = [r for r in by_id.values() if r.state == A.SUCCEEDED]
@@ -205,7 +206,7 @@ def test_a_batch_is_pipelined_committed_and_refilled(committed_tenant, images, p
         assert sorted(str(f.id) for f in stored) == sorted(f["face_id"] for f in row.faces)
     # The batch's end refilled the tenant's slots: the fifth asset is on its way, in one message.
     assert [m[1] for m in published.messages] == [[str(by_id[specs[-1].asset_id].id)]]
-    jobs.run_batch(tenant_id=str(tenant.id), job_asset_ids=published.messages[0][1], wait=True)
+    pipeline.run_batch(tenant_id=str(tenant.id), job_asset_ids=published.messages[0][1], wait=True)
     job = refreshed(job)
     assert job.state == IndexJob.State.PARTIALLY_FAILED and (job.assets_done, job.assets_failed) == (4, 1)
     assert count(AuditEvent, tenant_id=tenant.id, action="faces.indexed") == 4
@@ -217,20 +218,20 @@ def test_a_duplicate_message_for_a_committed_batch_changes_nothing(committed_ten
     job = submit(tenant, [AssetSpec(asset_id="a", source=ImageSource(
         url=images.serve("/a.jpg", (200, photo.read_bytes()))))])
     ids = [str(r.id) for r in rows(job)]
-    jobs.run_batch(tenant_id=str(tenant.id), job_asset_ids=ids, wait=True)
+    pipeline.run_batch(tenant_id=str(tenant.id), job_asset_ids=ids, wait=True)
     faces = count(Face, tenant_id=tenant.id)
-    assert jobs.run_batch(tenant_id=str(tenant.id), job_asset_ids=ids, wait=True) == "skipped"
+    assert pipeline.run_batch(tenant_id=str(tenant.id), job_asset_ids=ids, wait=True) == "skipped"
     assert count(Face, tenant_id=tenant.id) == faces and images.routes["/a.jpg"].hits == 1
 
 
 def test_a_pipeline_whose_thread_died_is_replaced():
-    first = jobs.pipeline()
+    first = pipeline.pipeline()
     first.batches.put(None)  # the model thread ends, as if it had died
     first.model_thread.join(10)
     try:
-        second = jobs.pipeline()
+        second = pipeline.pipeline()
         assert second is not first and second.model_thread.is_alive() and second.thread.is_alive()
     finally:
-        jobs.drain_pipeline()
+        pipeline.drain_pipeline()
         first.queue.put(None)
         first.thread.join(10)

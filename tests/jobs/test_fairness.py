@@ -7,7 +7,7 @@ claim, complete, refill) is the real code against the real database.
 
 from __future__ import annotations
 
-from embeddings import job_services
+from embeddings.indexing import services as job_services
 from jobs.helpers import complete, refreshed, rows, submit, url_spec
 
 

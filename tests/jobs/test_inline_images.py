@@ -11,7 +11,8 @@ import redis
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 
-from embeddings import inline_images, job_services
+from embeddings.indexing import inline_images
+from embeddings.indexing import services as job_services
 from embeddings.models import IndexJobAsset, InlineImage
 from faceservice.tenancy import platform_scope, tenant_context
 from jobs.helpers import complete, count, find, now, update

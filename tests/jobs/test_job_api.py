@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from embeddings import job_services
+from embeddings.indexing import services as job_services
 from embeddings.models import IndexJob, IndexJobAsset
 from jobs.helpers import complete, count, fake_faces, find
 from tests.conftest import FACES_DIR

@@ -8,12 +8,12 @@ import pytest
 from django.test import override_settings
 
 from audit.models import AuditEvent
-from embeddings import job_services
+from embeddings.indexing import services as job_services
 from embeddings.models import Asset, Face, IndexJob, IndexJobAsset
 from faceservice.tenancy import tenant_context
 from jobs.helpers import FakeLeftOut, complete, count, fake_faces, find, now, refreshed, rows, submit, update, url_spec
-from tenants import webhooks
 from tenants.models import WebhookDelivery
+from tenants.webhooks import services as webhooks
 
 A = IndexJobAsset.State
 J = IndexJob.State

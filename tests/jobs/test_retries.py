@@ -11,7 +11,6 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from django.db import OperationalError
 
-from embeddings import jobs
 from embeddings.engine.errors import (
     CorruptImage,
     FetchFailed,
@@ -23,7 +22,8 @@ from embeddings.engine.errors import (
     S3ObjectNotFound,
 )
 from embeddings.image_sources import ImageSource
-from embeddings.job_services import AssetSpec
+from embeddings.indexing import pipeline
+from embeddings.indexing.services import AssetSpec
 from embeddings.models import Face, IndexJobAsset
 from jobs.helpers import count, find, now, submit, update
 from tenants.kms.errors import DecryptionFailed, KmsUnavailable
@@ -42,11 +42,11 @@ def s3_error(code: str) -> ClientError:
 
 
 @pytest.mark.parametrize("exc, code, transient", [
-    (jobs.HttpStatusError(503), "fetch_failed", True),
-    (jobs.HttpStatusError(429), "fetch_failed", True),
-    (jobs.HttpStatusError(500), "fetch_failed", True),
-    (jobs.HttpStatusError(404), "fetch_failed", False),
-    (jobs.HttpStatusError(403), "fetch_failed", False),
+    (pipeline.HttpStatusError(503), "fetch_failed", True),
+    (pipeline.HttpStatusError(429), "fetch_failed", True),
+    (pipeline.HttpStatusError(500), "fetch_failed", True),
+    (pipeline.HttpStatusError(404), "fetch_failed", False),
+    (pipeline.HttpStatusError(403), "fetch_failed", False),
     (FetchTimeout("slow"), "fetch_timeout", True),
     (caused(FetchFailed("refused"), httpcore.ConnectError("refused")), "fetch_failed", True),
     (caused(FetchFailed("dns"), socket.gaierror("no such host")), "fetch_failed", True),
@@ -67,19 +67,19 @@ def s3_error(code: str) -> ClientError:
     (ValueError("a bug"), "internal_error", False),
 ])
 def test_classify(exc, code, transient):
-    failure = jobs.classify(exc)
+    failure = pipeline.classify(exc)
     assert (failure.code, failure.transient) == (code, transient)
 
 
 def test_operator_only_messages_do_not_reach_the_client():
-    failure = jobs.classify(ModelsUnavailable("pack missing in /srv/secret/models"))
+    failure = pipeline.classify(ModelsUnavailable("pack missing in /srv/secret/models"))
     assert "/srv" not in failure.message
 
 
 def run_one(tenant, source: ImageSource, asset_id: str = "a"):
     job = submit(tenant, [AssetSpec(asset_id=asset_id, source=source)])
     (row,) = find(IndexJobAsset, job_id=job.id)
-    return job, row, jobs.run_asset(tenant_id=str(tenant.id), job_asset_id=str(row.id))
+    return job, row, pipeline.run_asset(tenant_id=str(tenant.id), job_asset_id=str(row.id))
 
 
 def test_a_flaky_server_is_retried_then_the_faces_are_indexed(tenant, images, published):
@@ -89,7 +89,7 @@ def test_a_flaky_server_is_retried_then_the_faces_are_indexed(tenant, images, pu
     (row,) = find(IndexJobAsset, job_id=job.id)
     assert row.state == "retry_wait" and row.error_code == "fetch_failed" and row.attempts == 1
     update(IndexJobAsset, {"id": row.id}, next_attempt_at=now() - timedelta(seconds=1))
-    assert jobs.run_asset(tenant_id=str(tenant.id), job_asset_id=str(row.id)) == "succeeded"
+    assert pipeline.run_asset(tenant_id=str(tenant.id), job_asset_id=str(row.id)) == "succeeded"
     (row,) = find(IndexJobAsset, job_id=job.id)
     assert row.state == "succeeded" and row.attempts == 2 and len(row.faces) == 1
     assert set(row.timings) >= {"fetch_ms", "analyze_ms", "store_ms", "queue_ms"}

@@ -25,13 +25,13 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from audit.models import AuditEvent
 from audit.services import Actor
-from embeddings import selectors
 from embeddings.engine import decode_image
-from embeddings.face_models import face_engine
+from embeddings.face_engine import face_engine
 from embeddings.models import Asset, Face, IndexJob, IndexJobAsset
+from embeddings.search import selectors
 from jobs.helpers import count, find
 from tenants import services as tenant_services
-from tenants import webhooks
+from tenants.webhooks import services as webhooks
 from tests.conftest import FACES_DIR
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from audit.services import Actor
-from embeddings import selectors, services
 from embeddings.models import Face
+from embeddings.search import selectors
+from embeddings.store import services
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.kms import DecryptionFailed, KeyDisabled

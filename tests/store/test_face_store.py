@@ -11,9 +11,11 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.services import Actor
-from embeddings import selectors, services
 from embeddings.models import Asset, Face
-from embeddings.vector_index import ensure_vector_index
+from embeddings.search import selectors
+from embeddings.search.vector_index import ensure_vector_index
+from embeddings.store import selectors as store_selectors
+from embeddings.store import services
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey
@@ -68,7 +70,7 @@ def test_no_plaintext_embedding_is_stored(tenant):
     assert abs(np.linalg.norm(stored) - 1) < 1e-5
     assert abs(float(stored @ v)) < 0.5
     # Canonical embedding decrypts back exactly.
-    embedding, model_id = selectors.face_embedding(tenant_id=tenant.id, face_id=face.id)
+    embedding, model_id = store_selectors.face_embedding(tenant_id=tenant.id, face_id=face.id)
     assert model_id == MODEL and np.allclose(embedding, v, atol=1e-7)
 
 
@@ -188,6 +190,6 @@ def test_tampered_ciphertext_is_refused(tenant):
         blob = bytearray(face.embedding_ciphertext)
         blob[20] ^= 1
         Face.objects.filter(id=face.id).update(embedding_ciphertext=bytes(blob))
-    from embeddings.protection import EmbeddingIntegrityError
+    from embeddings.store.protection import EmbeddingIntegrityError
     with pytest.raises(EmbeddingIntegrityError):
-        selectors.face_embedding(tenant_id=tenant.id, face_id=face.id)
+        store_selectors.face_embedding(tenant_id=tenant.id, face_id=face.id)

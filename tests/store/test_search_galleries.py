@@ -1,4 +1,4 @@
-"""In-memory search galleries (embeddings/gallery.py) against the real PostgreSQL + pgvector."""
+"""In-memory search galleries (embeddings/search/gallery.py) against the real PostgreSQL + pgvector."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from embeddings import selectors, services
-from embeddings.gallery import bytes_per_face, galleries
 from embeddings.models import Face, GalleryState
+from embeddings.search import selectors
+from embeddings.search.gallery import bytes_per_face, galleries
+from embeddings.store import services
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tests.store.test_face_store import ACTOR, DIM, MODEL, index, unit
@@ -187,7 +188,7 @@ def test_a_second_writer_waits_for_the_first_to_commit_so_generations_are_seen_i
     from django.db import connections, transaction
 
     from audit.services import Actor
-    from embeddings.gallery import next_generation
+    from embeddings.search.gallery import next_generation
     from tenants import services as tenant_services
 
     tenant = tenant_services.create_tenant(name=f"gen-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))

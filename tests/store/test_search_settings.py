@@ -10,7 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.services import Actor
-from embeddings import selectors, services
+from embeddings.search import selectors
+from embeddings.store import services
 from faceservice.tenancy import tenant_context
 from tenants import services as tenant_services
 

@@ -16,7 +16,7 @@ def receiver(settings):
 @pytest.fixture
 def enqueued(monkeypatch) -> list:
     """Capture webhook task messages instead of sending them to the broker."""
-    from tenants import webhooks
+    from tenants.webhooks import services as webhooks
 
     sent: list = []
     monkeypatch.setattr(webhooks, "_enqueue", lambda tenant_id, delivery_id, countdown=None:

@@ -11,8 +11,8 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from audit.models import AuditEvent
 from audit.services import Actor
-from tenants import webhooks
 from tenants.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from tenants.webhooks import services as webhooks
 from tests.jobs.helpers import count, find, update
 
 ACTOR = Actor.system("tests")

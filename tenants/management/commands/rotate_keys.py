@@ -30,7 +30,7 @@ class Command(BaseCommand):
         return self._master(options["destination"], actor)
 
     def _tenant(self, name: str, background: bool, resume: bool, actor: Actor) -> None:
-        from embeddings.services import reencrypt_batch
+        from embeddings.store.services import reencrypt_batch
         from tenants.tasks import reencrypt_tenant_faces
 
         tenant = Tenant.objects.filter(name=name).first()

@@ -51,13 +51,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
-from embeddings import inline_images
 from embeddings.engine import AnalyzeOptions
 from embeddings.image_sources import ImageSource
+from embeddings.indexing import inline_images
 from embeddings.models import IndexJob, IndexJobAsset, InlineImage
-from embeddings.services import write_asset_faces
+from embeddings.store.services import write_asset_faces
 from faceservice.tenancy import platform_scope, set_tenant_for_transaction, tenant_context, tenant_transaction
-from tenants import data_keys, webhooks
+from tenants import data_keys
+from tenants.webhooks import services as webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def _publish_after_commit(tenant_id: UUID | str, ids: Sequence[UUID | str], coun
     """One message per INDEX_BATCH_SIZE assets, in order, once the transaction committed.
 
     A message's assets are claimed together and pipelined in one worker
-    process (embeddings/jobs.py); the tenant's in-flight limit still counts
+    process (embeddings/indexing/pipeline.py); the tenant's in-flight limit still counts
     assets, so with the default 8 slots and batches of 4, two worker
     processes can work on one tenant at once.
     """

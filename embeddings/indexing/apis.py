@@ -1,4 +1,4 @@
-"""Index jobs and face listings over HTTP. Thin: parse, call a service or selector, render.
+"""Index jobs over HTTP. Thin: parse, call a service or selector, render.
 
 Submitting answers 202 at once; the work runs on Celery workers, and the job's
 state, counters and per-asset results are read back here (or pushed by webhook).
@@ -16,16 +16,17 @@ from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from embeddings import job_selectors, job_services, selectors
 from embeddings.engine import ImageError
 from embeddings.image_sources import ImageSourceInput
-from embeddings.models import IndexJob, IndexJobAsset
+from embeddings.indexing import selectors as job_selectors
+from embeddings.indexing import services as job_services
+from embeddings.indexing.models import IndexJob, IndexJobAsset
 from faceservice.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.queries import query_params
 from faceservice.api.views import TenantAPIView
 
 JOB_ROLES = ("admin", "indexer")
-FACE_LIST_ROLES = ("admin", "indexer", "searcher")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 
 ERRORS = {
@@ -146,20 +147,6 @@ class JobAssetOutput(serializers.Serializer):
         }
 
 
-class FaceOutput(serializers.Serializer):
-    """Face metadata. Never the embedding or the search vector."""
-
-    id = serializers.UUIDField()
-    asset_id = serializers.CharField()
-    subject_id = serializers.CharField(allow_null=True)
-    bbox = serializers.ListField(child=serializers.FloatField())
-    det_score = serializers.FloatField()
-    model_id = serializers.CharField()
-    job_id = serializers.UUIDField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField(allow_null=True)
-
-
 # --- Input ------------------------------------------------------------------------------
 
 class OptionsInput(serializers.Serializer):
@@ -209,21 +196,6 @@ class AssetFilterInput(serializers.Serializer):
     state = serializers.MultipleChoiceField(choices=IndexJobAsset.State.choices, required=False)
 
 
-class FaceFilterInput(serializers.Serializer):
-    asset_id = serializers.CharField(max_length=255, required=False)
-    subject_id = serializers.CharField(max_length=255, required=False)
-
-
-def _query(serializer_class, request) -> dict:
-    data = {key: (request.query_params.getlist(key) if key == "state" else request.query_params.get(key))
-            for key in request.query_params}
-    if "state" in data:  # ?state=a,b and ?state=a&state=b both work
-        data["state"] = [s for value in data["state"] for s in value.split(",") if s]
-    parsed = serializer_class(data=data)
-    parsed.is_valid(raise_exception=True)
-    return parsed.validated_data
-
-
 # --- Views --------------------------------------------------------------------------------
 
 class IndexJobListApi(TenantAPIView):
@@ -260,7 +232,7 @@ class IndexJobListApi(TenantAPIView):
     @extend_schema(parameters=[JobFilterInput], responses={200: JobOutput(many=True), 400: ERRORS[400]},
                    summary="List index jobs, newest first (cursor pages)")
     def get(self, request):
-        filters = _query(JobFilterInput, request)
+        filters = query_params(JobFilterInput, request)
         jobs = job_selectors.jobs_of(tenant_id=self.tenant_id, states=filters.get("state", ()),
                                      created_after=filters.get("created_after"),
                                      created_before=filters.get("created_before"))
@@ -298,7 +270,7 @@ class IndexJobAssetsApi(TenantAPIView):
     @extend_schema(parameters=[AssetFilterInput], responses={200: JobAssetOutput(many=True), 404: ERRORS[404]},
                    summary="Per-asset results of a job, in submission order (cursor pages)")
     def get(self, request, job_id):
-        filters = _query(AssetFilterInput, request)
+        filters = query_params(AssetFilterInput, request)
         try:
             rows = job_selectors.job_assets_of(tenant_id=self.tenant_id, job_id=job_id,
                                                states=filters.get("state", ()))
@@ -323,20 +295,6 @@ class IndexJobCancelApi(TenantAPIView):
         except job_services.JobFinished:
             raise Conflict("The job already finished.", code="job_finished") from None
         return Response(JobOutput(job).data)
-
-
-class FaceListApi(TenantAPIView):
-    allowed_roles = FACE_LIST_ROLES
-
-    @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: ERRORS[400]},
-                   summary="List faces (metadata only) of an asset or a subject, newest first")
-    def get(self, request):
-        filters = _query(FaceFilterInput, request)
-        faces = selectors.faces_for(tenant_id=self.tenant_id, asset_id=filters.get("asset_id"),
-                                    subject_id=filters.get("subject_id"))
-        paginator = NewestFirstCursorPagination()
-        page = paginator.paginate_queryset(faces, request, view=self)
-        return paginator.get_paginated_response(FaceOutput(page, many=True).data)
 
 
 def _job(tenant_id, job_id) -> IndexJob:

@@ -14,9 +14,10 @@ import numpy as np
 
 from audit.services import Actor, record_event
 from embeddings.engine import AnalyzeOptions, ImageError
-from embeddings.face_models import face_engine
+from embeddings.face_engine import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
-from embeddings.selectors import Match, SearchTimings, face_embedding, search_faces_many
+from embeddings.search.selectors import Match, SearchTimings, search_faces_many
+from embeddings.store.selectors import face_embedding
 from faceservice.api.errors import Unprocessable
 
 

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from faceservice.api.errors import Conflict, NotFound
 from faceservice.api.pagination import NewestFirstCursorPagination
 from faceservice.api.views import TenantAPIView
-from tenants import webhooks
 from tenants.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from tenants.webhooks import services as webhooks
 
 ROLES = ("admin",)
 ERRORS = {

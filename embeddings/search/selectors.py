@@ -19,12 +19,10 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import QuerySet
 
-from embeddings.gallery import GalleryState, bytes_per_face, galleries
-from embeddings.models import Face
-from embeddings.protection import decrypt_embedding, decrypt_embeddings, project, projection_matrix
-from embeddings.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
+from embeddings.search.gallery import GalleryState, bytes_per_face, galleries
+from embeddings.search.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
+from embeddings.store.protection import decrypt_embeddings, project, projection_matrix
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey
@@ -101,7 +99,7 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
 
 # The tenant's readable key versions (data_keys.readable_versions() without the
 # nested tenant scope it opens: the caller holds one) and its gallery
-# generations (embeddings/gallery.py). On the HNSW path the same statement sets
+# generations (embeddings/search/gallery.py). On the HNSW path the same statement sets
 # the scan's settings for the transaction: one round trip instead of two. The
 # one-row subquery (OFFSET 0 keeps it apart) runs before any version comes
 # back, so before the vector query that needs the settings.
@@ -260,49 +258,3 @@ def rerank(*, tenant_id, query: np.ndarray, model_id: str, candidates: list) -> 
     order = np.argsort(-similarities, kind="stable")
     return [Match(face_id=candidates[i][0][0], asset_id=candidates[i][0][1], subject_id=candidates[i][0][2],
                   similarity=float(similarities[i]), bbox=candidates[i][0][3]) for i in order]
-
-
-def face_embedding(*, tenant_id: UUID | str, face_id: UUID) -> tuple[np.ndarray, str]:
-    """The decrypted canonical embedding of one of the tenant's faces, and its model."""
-    with tenant_context(tenant_id):
-        face = Face.objects.get(tenant_id=tenant_id, id=face_id)
-    key = data_keys.data_key(tenant_id=tenant_id, version=face.key_version)
-    embedding = decrypt_embedding(dek=key, ciphertext=bytes(face.embedding_ciphertext),
-                                  tenant_id=str(tenant_id), face_id=str(face.id),
-                                  key_version=face.key_version, model_id=face.model_id)
-    return embedding, face.model_id
-
-
-def faces_for(*, tenant_id: UUID | str, asset_id: str | None = None,
-              subject_id: str | None = None) -> QuerySet[Face]:
-    """Face metadata of the tenant (never embeddings), optionally of one asset or subject."""
-    faces = Face.objects.filter(tenant_id=tenant_id).defer("embedding_ciphertext", "search_vector")
-    if asset_id is not None:
-        faces = faces.filter(asset_id=asset_id)
-    if subject_id is not None:
-        faces = faces.filter(subject_id=subject_id)
-    return faces
-
-
-def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict | None:
-    """A deletion receipt, rebuilt from its audit event (deletions never delete audit events)."""
-    from audit.models import AuditEvent
-
-    with tenant_context(tenant_id):
-        event = AuditEvent.objects.filter(tenant_id=tenant_id, receipt_id=receipt_id,
-                                          action__in=["faces.deleted", "faces.purged"]).first()
-    if event is None:
-        return None
-    return {"receipt_id": event.receipt_id,
-            "requested": event.target if event.action == "faces.deleted" else {"purge": True},
-            "faces_deleted": event.details.get("faces_deleted", 0),
-            "assets_deleted": event.details.get("assets_deleted", 0),
-            "keys_destroyed": event.details.get("keys_destroyed", 0),
-            "deleted_at": event.occurred_at}
-
-
-def deletion_request(*, tenant_id: UUID | str, deletion_id: UUID):
-    from embeddings.models import DeletionRequest
-
-    with tenant_context(tenant_id):
-        return DeletionRequest.objects.filter(tenant_id=tenant_id, id=deletion_id).first()

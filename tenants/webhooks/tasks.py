@@ -1,4 +1,4 @@
-"""Celery tasks for webhook delivery (registered through settings.CELERY_IMPORTS).
+"""Celery tasks for webhook delivery (found by faceservice/celery.py like every tasks module).
 
 Thin and idempotent: each claims its row in PostgreSQL first, so a duplicate
 or late message does nothing.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from tenants import webhooks
+from tenants.webhooks import services as webhooks
 
 
 @shared_task(name=webhooks.DELIVER_TASK, ignore_result=True)

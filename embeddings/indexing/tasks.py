@@ -1,4 +1,4 @@
-"""Celery tasks of the embeddings app. Thin and idempotent: the state is in PostgreSQL.
+"""Celery tasks of index jobs. Thin and idempotent: the state is in PostgreSQL.
 
 Worker settings that matter (faceservice/settings.py, docs/JOBS.md): acks
 late + reject on worker lost + prefetch 1, so a message is removed only after
@@ -15,7 +15,8 @@ from dataclasses import asdict
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 
-from embeddings import job_services, jobs, services
+from embeddings.indexing import pipeline
+from embeddings.indexing import services as job_services
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 def index_asset(tenant_id: str, job_asset_ids: list[str] | str) -> str:
     # A batch of ids; a single id in messages published before batching.
     ids = [job_asset_ids] if isinstance(job_asset_ids, str) else list(job_asset_ids)
-    return jobs.run_batch(tenant_id=tenant_id, job_asset_ids=ids)
+    return pipeline.run_batch(tenant_id=tenant_id, job_asset_ids=ids)
 
 
 @worker_process_shutdown.connect
@@ -32,7 +33,7 @@ def commit_what_the_store_thread_holds(**kwargs) -> None:
     # A worker process that stops (warm shutdown, max tasks per child) first
     # commits the assets its store thread still holds; a killed one leaves
     # them to the sweeper (their leases expire).
-    jobs.drain_pipeline()
+    pipeline.drain_pipeline()
 
 
 @shared_task(name="embeddings.dispatch_index_assets", ignore_result=True)
@@ -43,26 +44,3 @@ def dispatch_index_assets() -> int:
 @shared_task(name="embeddings.sweep_index_jobs", ignore_result=True)
 def sweep_index_jobs() -> dict:
     return asdict(job_services.sweep())
-
-
-@shared_task(name="embeddings.purge_expired_faces", ignore_result=True)
-def purge_expired_faces() -> int:
-    return services.purge_expired_faces()
-
-
-@shared_task(name="embeddings.run_deletion", ignore_result=True, acks_late=True)
-def run_deletion(tenant_id: str, deletion_id: str) -> int:
-    from embeddings import deletions
-
-    return deletions.run_deletion(tenant_id=tenant_id, deletion_id=deletion_id).faces_deleted
-
-
-@shared_task(name="embeddings.maintain_tenant_indexes", ignore_result=True)
-def maintain_tenant_indexes() -> dict:
-    # Can run for minutes (a 500k-face build); a second run while it does returns at once.
-    from embeddings import vector_index
-
-    work = vector_index.maintain_tenant_indexes()
-    if work.skipped:
-        logger.info("per-tenant vector indexes: %s", work.skipped)
-    return {"built": work.built, "dropped": work.dropped, "skipped": work.skipped}

@@ -16,11 +16,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.services import Actor, record_event
-from embeddings.gallery import next_generation
 from embeddings.models import Asset, DeletionRequest, Face
+from embeddings.search.gallery import next_generation
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
-from tenants.webhooks import FACES_DELETED, emit_event
+from tenants.webhooks.services import FACES_DELETED, emit_event
 
 DELETION_TASK = "embeddings.run_deletion"
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def notify_deleted(*, tenant_id: UUID | str, receipt: dict[str, Any]) -> None:
 
 
 def request_deletion(*, tenant_id: UUID | str, requested: dict[str, Any], actor: Actor) -> DeletionRequest:
-    from embeddings.tasks import run_deletion
+    from embeddings.store.tasks import run_deletion
 
     with tenant_context(tenant_id):
         deletion = DeletionRequest.objects.create(tenant_id=tenant_id, requested=requested)
@@ -119,7 +119,7 @@ def _drop_vector_indexes(tenant_id: UUID | str) -> None:
     take this queued path; a synchronous purge of a smaller tenant leaves it to
     vector_index.maintain_tenant_indexes.) Outside any transaction: CONCURRENTLY.
     """
-    from embeddings import vector_index
+    from embeddings.search import vector_index
 
     if connection.in_atomic_block:
         return  # called inside a caller's transaction: the maintenance task will drop them

@@ -43,14 +43,15 @@ import httpx
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
-from embeddings import inline_images, job_services
 from embeddings.engine import ImageError, decode_image
 from embeddings.engine.errors import FetchFailed, FetchTimeout, ModelsUnavailable
-from embeddings.engine.fetch import IMAGE_ACCEPT, REDIRECT_STATUSES, Timeouts, safe_request
-from embeddings.face_models import face_engine
+from embeddings.face_engine import face_engine
 from embeddings.image_sources import fetch_bytes, image_limits
+from embeddings.indexing import inline_images
+from embeddings.indexing import services as job_services
 from embeddings.models import IndexJobAsset
-from embeddings.vector_index import ensure_vector_index
+from embeddings.search.vector_index import ensure_vector_index
+from faceservice.outbound.http import IMAGE_ACCEPT, REDIRECT_STATUSES, Timeouts, safe_request
 from faceservice.tenancy import tenant_context
 from tenants.kms.errors import KmsError, KmsUnavailable
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
-from embeddings.job_services import JobNotFound
+from embeddings.indexing.services import JobNotFound
 from embeddings.models import IndexJob, IndexJobAsset
 
 

@@ -23,7 +23,7 @@ is dropped by a janitor thread, so a process that stopped searching a tenant
 does not keep its templates either.
 
 Templates are not the embeddings: they are protected by the tenant's secret
-rotation (embeddings/protection.py) and are what PostgreSQL's own buffers
+rotation (embeddings/store/protection.py) and are what PostgreSQL's own buffers
 hold. Nothing here is written to disk.
 """
 

@@ -48,7 +48,7 @@ from standardwebhooks import Webhook
 
 from audit.services import Actor, record_event
 from embeddings.engine.errors import ImageError
-from embeddings.engine.fetch import Timeouts, check_url, safe_request
+from faceservice.outbound.http import Timeouts, check_url, safe_request
 from faceservice.tenancy import platform_scope, tenant_context
 from tenants.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 

@@ -18,9 +18,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
-from embeddings.gallery import next_generation
 from embeddings.models import Asset, Face
-from embeddings.protection import (
+from embeddings.search.gallery import next_generation
+from embeddings.store.protection import (
     decrypt_embedding,
     encrypt_embedding,
     project,
@@ -221,7 +221,7 @@ def delete_faces(*, tenant_id: UUID | str, actor: Actor, face_ids: Sequence[UUID
 
 
 def _notify(tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
-    from embeddings.deletions import notify_deleted
+    from embeddings.store.deletion import notify_deleted
 
     notify_deleted(tenant_id=tenant_id, receipt={
         "receipt_id": str(receipt.receipt_id), "requested": receipt.requested,
@@ -276,7 +276,7 @@ def reencrypt_batch(*, tenant_id: UUID | str, batch_size: int = 500, actor: Acto
         faces = list(Face.objects.select_for_update(skip_locked=True)
                      .filter(tenant_id=tenant_id).exclude(key_version=active.version)[:batch_size])
         # A template moved to another key version counts as removed from the
-        # old version's in-memory galleries (embeddings/gallery.py).
+        # old version's in-memory galleries (embeddings/search/gallery.py).
         generation = next_generation(tenant_id, removes=True) if faces else 0
         for face in faces:
             old_key = data_keys.data_key(tenant_id=tenant_id, version=face.key_version)

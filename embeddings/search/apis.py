@@ -1,0 +1,146 @@
+"""Search (1:N) and compare (1:1, 1:few) over HTTP.
+
+Query images (search, compare) are decoded in memory, analysed, and dropped
+when the request ends: nothing of them is stored, logged or sent to the broker.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from embeddings.api import IMAGE_ERRORS, image_from, plain_data
+from embeddings.image_sources import ImageSourceInput, uploaded_source
+from embeddings.search import services as search_service
+from faceservice.api.errors import ApiError
+from faceservice.api.views import TenantAPIView
+
+
+class MatchOutput(serializers.Serializer):
+    face_id = serializers.UUIDField()
+    asset_id = serializers.CharField()
+    subject_id = serializers.CharField(allow_null=True)
+    similarity = serializers.FloatField()
+
+
+class SearchedFaceOutput(serializers.Serializer):
+    bbox = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    det_score = serializers.FloatField(allow_null=True)
+    matches = MatchOutput(many=True)
+
+
+class SearchOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    threshold = serializers.FloatField()
+    faces = SearchedFaceOutput(many=True)
+    left_out = serializers.ListField(child=serializers.DictField(), required=False)
+    timings_ms = serializers.DictField(child=serializers.FloatField())
+
+
+class SearchApi(TenantAPIView):
+    """Search the tenant's faces by a photo, or by one of its indexed face ids."""
+
+    allowed_roles = ("admin", "searcher")
+
+    class SearchInput(serializers.Serializer):
+        image = ImageSourceInput(required=False, help_text="JSON image; or send multipart field `image`")
+        face_id = serializers.UUIDField(required=False, help_text="Search by an indexed face instead")
+        faces = serializers.ChoiceField(choices=["all", "largest"], default="all",
+                                        help_text="Search with every face in the image, or the largest")
+        max_faces = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        top_k = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False,
+                                           help_text="Default: SEARCH_MATCH_THRESHOLD (0.45 for the test pack), "
+                                                     "the 1:N operating point")
+        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                            max_length=1000)
+        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                          max_length=1000)
+        group_by = serializers.ChoiceField(choices=["subject"], required=False, allow_null=True,
+                                           help_text="subject: only the best face per subject")
+
+    @extend_schema(request=SearchInput, responses={200: SearchOutput, **IMAGE_ERRORS},
+                   summary="Search by photo (1:N) or by face id")
+    def post(self, request):
+        data = self.SearchInput(data=plain_data(request))
+        data.is_valid(raise_exception=True)
+        options = data.validated_data
+        source = image_from(request, "image", options)
+        if (source is None) == ("face_id" not in options):
+            raise ApiError("Send exactly one of an image (multipart `image` or JSON `image`) or `face_id`.",
+                           code="invalid_request")
+        query = search_service.SearchQuery(
+            top_k=options["top_k"], threshold=options.get("threshold", settings.SEARCH_MATCH_THRESHOLD),
+            largest_only=options["faces"] == "largest", max_faces=options["max_faces"],
+            subject_ids=options.get("subject_ids"), asset_ids=options.get("asset_ids"),
+            group_by_subject=options.get("group_by") == "subject")
+        if source is not None:
+            result = search_service.search_by_image(tenant_id=self.tenant_id, source=source, query=query,
+                                                    actor=self.actor())
+        else:
+            result = search_service.search_by_face(tenant_id=self.tenant_id, face_id=options["face_id"],
+                                                   query=query, actor=self.actor())
+        # as_dict() is SearchOutput's shape already (the schema and the tests hold it to
+        # that): serializing it again cost ~0.5 ms a search.
+        return Response(result.as_dict())
+
+
+class ComparisonOutput(serializers.Serializer):
+    name = serializers.CharField()
+    similarity = serializers.FloatField(allow_null=True)
+    match = serializers.BooleanField()
+    faces_found = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+
+
+class CompareOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    threshold = serializers.FloatField()
+    target_faces_found = serializers.IntegerField()
+    comparisons = ComparisonOutput(many=True)
+
+
+class CompareApi(TenantAPIView):
+    """Compare a photo with named reference photos. Stores nothing at all."""
+
+    allowed_roles = ("admin", "searcher", "comparer")
+    MAX_REFERENCES = 10
+
+    class ReferenceInput(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        image = ImageSourceInput()
+
+    class CompareInput(serializers.Serializer):
+        target = ImageSourceInput(required=False, help_text="JSON image; or multipart field `target`")
+        references = serializers.ListField(child=serializers.DictField(), required=False, max_length=10,
+                                           help_text="[{name, image}]; or multipart files `reference`")
+        threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False)
+
+    @extend_schema(request=CompareInput, responses={200: CompareOutput, **IMAGE_ERRORS},
+                   summary="Compare a photo with 1-10 reference photos (1:1 / 1:few), stateless")
+    def post(self, request):
+        data = self.CompareInput(data=plain_data(request))
+        data.is_valid(raise_exception=True)
+        target = image_from(request, "target", data.validated_data)
+        references = self._references(request, data.validated_data.get("references") or [])
+        if target is None or not references:
+            raise ApiError("Send a `target` image and 1-10 `references`.", code="invalid_request")
+        threshold = data.validated_data.get("threshold", settings.FACE_MATCH_THRESHOLD)
+        result = search_service.compare(tenant_id=self.tenant_id, target=target, references=references,
+                                        threshold=threshold, actor=self.actor())
+        return Response(CompareOutput(result).data)
+
+    def _references(self, request, given: list) -> list:
+        files = request.FILES.getlist("reference")
+        if len(files) + len(given) > self.MAX_REFERENCES:
+            raise ApiError(f"At most {self.MAX_REFERENCES} references.", code="invalid_request")
+        references = [(upload.name or f"reference-{i + 1}", uploaded_source(upload))
+                      for i, upload in enumerate(files)]
+        for item in given:
+            parsed = self.ReferenceInput(data=item)
+            parsed.is_valid(raise_exception=True)
+            references.append((parsed.validated_data["name"],
+                               ImageSourceInput.to_source(parsed.validated_data["image"])))
+        return references

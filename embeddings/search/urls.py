@@ -1,0 +1,8 @@
+from django.urls import path
+
+from embeddings.search import apis
+
+urlpatterns = [
+    path("search", apis.SearchApi.as_view(), name="search"),
+    path("compare", apis.CompareApi.as_view(), name="compare"),
+]

@@ -1,0 +1,170 @@
+"""Face data over HTTP: face listings, deletions, receipts and statistics."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from embeddings.api import IMAGE_ERRORS as ERRORS
+from embeddings.store import deletion as deletions
+from embeddings.store import selectors, services
+from embeddings.store.models import DeletionRequest
+from embeddings.store.statistics import tenant_statistics
+from faceservice.api.errors import ApiError, NotFound
+from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.queries import query_params
+from faceservice.api.views import TenantAPIView
+
+FACE_LIST_ROLES = ("admin", "indexer", "searcher")
+INVALID_FILTER = OpenApiResponse(description="Invalid request (invalid_request)")
+
+
+class FaceOutput(serializers.Serializer):
+    """Face metadata. Never the embedding or the search vector."""
+
+    id = serializers.UUIDField()
+    asset_id = serializers.CharField()
+    subject_id = serializers.CharField(allow_null=True)
+    bbox = serializers.ListField(child=serializers.FloatField())
+    det_score = serializers.FloatField()
+    model_id = serializers.CharField()
+    job_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class FaceFilterInput(serializers.Serializer):
+    asset_id = serializers.CharField(max_length=255, required=False)
+    subject_id = serializers.CharField(max_length=255, required=False)
+
+
+class FaceListApi(TenantAPIView):
+    allowed_roles = FACE_LIST_ROLES
+
+    @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: ERRORS[400]},
+                   summary="List faces (metadata only) of an asset or a subject, newest first")
+    def get(self, request):
+        filters = query_params(FaceFilterInput, request)
+        faces = selectors.faces_for(tenant_id=self.tenant_id, asset_id=filters.get("asset_id"),
+                                    subject_id=filters.get("subject_id"))
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(faces, request, view=self)
+        return paginator.get_paginated_response(FaceOutput(page, many=True).data)
+
+
+class ReceiptOutput(serializers.Serializer):
+    receipt_id = serializers.UUIDField()
+    requested = serializers.DictField()
+    faces_deleted = serializers.IntegerField()
+    assets_deleted = serializers.IntegerField()
+    keys_destroyed = serializers.IntegerField()
+    deleted_at = serializers.DateTimeField()
+
+
+class DeletionOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=DeletionRequest.Status.choices)
+    status_url = serializers.CharField()
+    requested = serializers.DictField()
+    receipt = ReceiptOutput(allow_null=True, help_text="Present once the deletion has succeeded")
+    created_at = serializers.DateTimeField()
+
+
+def deletion_body(deletion: DeletionRequest) -> dict:
+    done = deletion.status == DeletionRequest.Status.SUCCEEDED
+    return {"id": deletion.id, "status": deletion.status, "status_url": f"/v1/deletions/{deletion.id}",
+            "requested": deletion.requested, "created_at": deletion.created_at,
+            "receipt": deletions.receipt_of(deletion) if done else None}
+
+
+def delete_now_or_queue(view, requested: dict, delete_now) -> Response:
+    """A receipt now (200), or, past DELETE_SYNC_MAX_FACES, a deletion for a worker (202)."""
+    if deletions.count_matching(tenant_id=view.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
+        deletion = deletions.request_deletion(tenant_id=view.tenant_id, requested=requested, actor=view.actor())
+        return Response(DeletionOutput(deletion_body(deletion)).data, status=202)
+    return Response(ReceiptOutput(delete_now()).data)
+
+
+class DeletionApi(TenantAPIView):
+    """A large deletion's progress, and its receipt once done."""
+
+    allowed_roles = ("admin", "auditor")
+
+    @extend_schema(responses={200: DeletionOutput, 404: ERRORS[404]}, summary="A queued deletion and its receipt")
+    def get(self, request, deletion_id):
+        deletion = selectors.deletion_request(tenant_id=self.tenant_id, deletion_id=deletion_id)
+        if deletion is None:
+            raise NotFound("No such deletion.")
+        return Response(DeletionOutput(deletion_body(deletion)).data)
+
+
+class DeleteFacesApi(TenantAPIView):
+    """Delete face data by face ids, asset ids or subject ids (the right to erasure)."""
+
+    allowed_roles = ("admin",)
+
+    class DeleteInput(serializers.Serializer):
+        face_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=10000)
+        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                          max_length=10000)
+        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                            max_length=10000)
+
+        def validate(self, attrs):
+            if sum(bool(attrs.get(k)) for k in ("face_ids", "asset_ids", "subject_ids")) != 1:
+                raise serializers.ValidationError("give exactly one of face_ids, asset_ids, subject_ids")
+            return attrs
+
+    @extend_schema(request=DeleteInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},
+                   summary="Delete faces; a receipt (200), or a deletion to poll when large (202)")
+    def post(self, request):
+        data = self.DeleteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        requested = {k: [str(v) for v in values] for k, values in data.validated_data.items() if values}
+        return delete_now_or_queue(self, requested, lambda: services.delete_faces(
+            tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data))
+
+
+class PurgeFacesApi(TenantAPIView):
+    """Delete ALL face data of the tenant and destroy its data keys (crypto-shredding)."""
+
+    allowed_roles = ("admin",)
+    CONFIRMATION = "delete all face data"
+
+    class PurgeInput(serializers.Serializer):
+        confirm = serializers.CharField(help_text='Must be exactly "delete all face data"')
+
+    @extend_schema(request=PurgeInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},
+                   summary="Purge every face of the tenant and shred its keys")
+    def post(self, request):
+        data = self.PurgeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        if data.validated_data["confirm"] != self.CONFIRMATION:
+            raise ApiError(f'Set "confirm" to "{self.CONFIRMATION}" to purge.', code="confirmation_required")
+        return delete_now_or_queue(self, {"purge": True}, lambda: services.purge_tenant_face_data(
+            tenant_id=self.tenant_id, actor=self.actor()))
+
+
+class ReceiptApi(TenantAPIView):
+    """Read back a deletion receipt (from the audit log, which deletions never touch)."""
+
+    allowed_roles = ("admin", "auditor")
+
+    @extend_schema(responses={200: ReceiptOutput, 404: ERRORS[404]}, summary="A deletion receipt")
+    def get(self, request, receipt_id):
+        receipt = selectors.deletion_receipt(tenant_id=self.tenant_id, receipt_id=receipt_id)
+        if receipt is None:
+            raise NotFound("No such receipt.")
+        return Response(ReceiptOutput(receipt).data)
+
+
+class StatisticsApi(TenantAPIView):
+    """Counts without personal data: faces, assets, subjects, activity per day, storage."""
+
+    allowed_roles = ("admin", "auditor")
+
+    @extend_schema(responses={200: serializers.DictField()}, summary="Tenant statistics")
+    def get(self, request):
+        return Response(tenant_statistics(tenant_id=self.tenant_id))

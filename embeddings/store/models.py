@@ -1,0 +1,98 @@
+"""The face store's tables: assets (the tenant's images, by the tenant's own id),
+their faces, and deletions too large for one request.
+
+No image is ever stored. A face keeps its box, score, which model and key
+version made it, its canonical embedding encrypted with AES-256-GCM, and its
+protected search vector y = R·x (R: the tenant's secret rotation, see
+embeddings/store/protection.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+from pgvector.django import VectorField
+
+from tenants.models import Tenant
+
+
+class Asset(models.Model):
+    """One of the tenant's images, known by the tenant's own asset id.
+
+    `source_submitted_at` orders re-indexing: a late, stale retry of an older
+    submission never replaces the faces of a newer one.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    asset_id = models.CharField(max_length=255)
+    subject_id = models.CharField(max_length=255, null=True, blank=True)
+    face_count = models.PositiveIntegerField(default=0)
+    source_submitted_at = models.DateTimeField()
+    indexed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "embeddings_asset"
+        constraints = [models.UniqueConstraint(fields=["tenant", "asset_id"], name="asset_unique_per_tenant")]
+
+
+class Face(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    asset_id = models.CharField(max_length=255)
+    subject_id = models.CharField(max_length=255, null=True, blank=True)
+    job_id = models.UUIDField(null=True, blank=True)
+    bbox = models.JSONField(help_text="[x1, y1, x2, y2] in pixels of the oriented image")
+    det_score = models.FloatField()
+    model_id = models.CharField(max_length=100)
+    key_version = models.PositiveIntegerField()
+    embedding_ciphertext = models.BinaryField()
+    # Untyped: the dimension comes from the model. Each model gets its own
+    # partial HNSW index over (search_vector::vector(d)) WHERE model_id = ...
+    search_vector = VectorField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The tenant's GalleryState.generation of the transaction that wrote this
+    # row: web processes holding the tenant's templates in memory fetch only
+    # the rows above the generation they hold (embeddings/search/gallery.py).
+    gallery_generation = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        db_table = "embeddings_face"
+        indexes = [
+            models.Index(fields=["tenant", "gallery_generation"], name="face_tenant_generation"),
+            models.Index(fields=["tenant", "asset_id"], name="face_tenant_asset"),
+            models.Index(fields=["tenant", "subject_id"], name="face_tenant_subject"),
+            models.Index(fields=["tenant", "created_at", "id"], name="face_tenant_created"),
+            models.Index(fields=["expires_at"], name="face_expires",
+                         condition=models.Q(expires_at__isnull=False)),
+        ]
+
+
+class DeletionRequest(models.Model):
+    """A deletion too large for one request: run by a worker in batches, then receipted.
+
+    The receipt (counts, time, receipt id) is written here and in the audit
+    log when the last batch is gone; until then `status` says how far it is.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    requested = models.JSONField(help_text="{face_ids | asset_ids | subject_ids: [...]} or {purge: true}")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    faces_deleted = models.PositiveIntegerField(default=0)
+    assets_deleted = models.PositiveIntegerField(default=0)
+    keys_destroyed = models.PositiveIntegerField(default=0)
+    receipt_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "embeddings_deletionrequest"
