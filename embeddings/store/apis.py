@@ -43,7 +43,7 @@ class FaceFilterInput(serializers.Serializer):
 class FaceListApi(TenantAPIView):
     allowed_roles = FACE_LIST_ROLES
 
-    @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: ERRORS[400]},
+    @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: INVALID_FILTER},
                    summary="List faces (metadata only) of an asset or a subject, newest first")
     def get(self, request):
         filters = query_params(FaceFilterInput, request)
