@@ -14,8 +14,8 @@ from rest_framework.pagination import CursorPagination
 from audit import exports, selectors
 from audit.models import AuditEvent
 from audit.services import record_event
-from faceservice.api.errors import ApiError
 from faceservice.api.views import TenantAPIView
+from faceservice.errors import InvalidRequest
 
 AUDITOR = ("auditor",)
 
@@ -114,7 +114,7 @@ class AuditEventExportApi(TenantAPIView):
         summary="Export your tenant's audit events as CSV or JSON Lines (streamed)")
     def get(self, request, file_format: str):
         if file_format not in exports.FORMATS:
-            raise ApiError("Unknown export format.", code="invalid_request")
+            raise InvalidRequest("Unknown export format.")
         filters = _parse_filters(request)
         # The export event commits with this request's transaction, before the
         # body streams: an export is recorded even if the download is cut short.

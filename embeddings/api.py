@@ -6,8 +6,9 @@ Views only; nothing below the API layer imports this module.
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 
-from embeddings.image_sources import ImageSourceInput, uploaded_source
+from embeddings.image_sources import ImageSource, decode_base64, uploaded_source
 
 IMAGE_ERRORS = {
     400: OpenApiResponse(description="Invalid request (code invalid_request / malformed_request)"),
@@ -18,6 +19,35 @@ IMAGE_ERRORS = {
     429: OpenApiResponse(description="Rate limited (Retry-After says when to try again)"),
     503: OpenApiResponse(description="Face models are not installed (models_unavailable)"),
 }
+
+
+class S3LocationInput(serializers.Serializer):
+    bucket = serializers.CharField(max_length=63)
+    key = serializers.CharField(max_length=1024)
+
+
+class ImageSourceInput(serializers.Serializer):
+    """An image given inline (base64 or a data URI), by URL, or as an S3 object."""
+
+    # Blank is allowed so that an empty image gets the engine's own error (not_an_image).
+    base64 = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                   help_text="Base64 bytes or a data: URI")
+    url = serializers.URLField(required=False, max_length=2048, help_text="An http(s) URL we may fetch")
+    s3 = S3LocationInput(required=False)
+
+    def validate(self, attrs):
+        given = [name for name in ("base64", "url", "s3") if attrs.get(name) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError("give exactly one of base64, url or s3")
+        return attrs
+
+    @staticmethod
+    def to_source(attrs: dict) -> ImageSource:
+        if attrs.get("base64") is not None:
+            return ImageSource(data=decode_base64(attrs["base64"]))
+        if attrs.get("url"):
+            return ImageSource(url=attrs["url"])
+        return ImageSource(s3_bucket=attrs["s3"]["bucket"], s3_key=attrs["s3"]["key"])
 
 
 def image_from(request, field: str, data: dict):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 
 from embeddings.engine import EngineConfig, ModelsUnavailable, get_engine
 from embeddings.engine.pack import locate_pack
+
+logger = logging.getLogger(__name__)
 
 
 def engine_config() -> EngineConfig:
@@ -29,3 +33,16 @@ def model_status() -> tuple[bool, str]:
     except ModelsUnavailable as exc:
         return False, str(exc)
     return True, f"{settings.FACE_MODEL_PACK} at {files.folder}"
+
+
+def warm_up_face_engine() -> None:
+    """Load and warm the engine when a serving process starts, not on its first request.
+
+    A missing pack is logged, not fatal: /readyz reports it and face endpoints answer 503.
+    """
+    try:
+        engine = face_engine()
+    except ModelsUnavailable as exc:
+        logger.warning("face models unavailable; face endpoints will answer 503", extra={"detail": str(exc)})
+        return
+    logger.info("face engine loaded", extra={"model_id": engine.model_id, "dimension": engine.dimension})

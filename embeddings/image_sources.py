@@ -2,6 +2,7 @@
 
 Shared by the web API (search, compare) and the indexing workers, so every
 path applies the same limits, the same SSRF guard and the same error codes.
+The request field that names an image is embeddings/api.py's ImageSourceInput.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import binascii
 import re
 from dataclasses import dataclass
 
-import numpy as np
 from django.conf import settings
-from rest_framework import serializers
 
-from embeddings.engine import ImageLimits, NotAnImage, decode_image
+from embeddings.engine import ImageLimits, ImageTooLarge, NotAnImage
 from faceservice.outbound.http import Timeouts, fetch_image_url
 from faceservice.outbound.s3 import fetch_s3_object
 
@@ -49,8 +48,6 @@ def decode_base64(text: str) -> bytes:
     payload = DATA_URI.sub("", text.strip(), count=1)
     # Refuse early rather than decode megabytes we will throw away.
     if len(payload) * 3 // 4 > settings.MAX_IMAGE_BYTES + 3:
-        from embeddings.engine import ImageTooLarge
-
         raise ImageTooLarge(f"the image is larger than {settings.MAX_IMAGE_BYTES} bytes")
     try:
         return base64.b64decode(payload, validate=True)
@@ -68,40 +65,6 @@ def fetch_bytes(source: ImageSource) -> bytes:
                                allowed_networks=settings.FETCH_ALLOWED_NETWORKS)
     return fetch_s3_object(source.s3_bucket, source.s3_key, max_bytes=settings.MAX_IMAGE_BYTES,
                            allowed_buckets=settings.S3_ALLOWED_BUCKETS or None)
-
-
-def load_image(source: ImageSource) -> np.ndarray:
-    """Fetch and decode (BGR array). Raises the engine's ImageError family."""
-    return decode_image(fetch_bytes(source), image_limits())
-
-
-class S3LocationInput(serializers.Serializer):
-    bucket = serializers.CharField(max_length=63)
-    key = serializers.CharField(max_length=1024)
-
-
-class ImageSourceInput(serializers.Serializer):
-    """An image given inline (base64 or a data URI), by URL, or as an S3 object."""
-
-    # Blank is allowed so that an empty image gets the engine's own error (not_an_image).
-    base64 = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
-                                   help_text="Base64 bytes or a data: URI")
-    url = serializers.URLField(required=False, max_length=2048, help_text="An http(s) URL we may fetch")
-    s3 = S3LocationInput(required=False)
-
-    def validate(self, attrs):
-        given = [name for name in ("base64", "url", "s3") if attrs.get(name) is not None]
-        if len(given) != 1:
-            raise serializers.ValidationError("give exactly one of base64, url or s3")
-        return attrs
-
-    @staticmethod
-    def to_source(attrs: dict) -> ImageSource:
-        if attrs.get("base64") is not None:
-            return ImageSource(data=decode_base64(attrs["base64"]))
-        if attrs.get("url"):
-            return ImageSource(url=attrs["url"])
-        return ImageSource(s3_bucket=attrs["s3"]["bucket"], s3_key=attrs["s3"]["key"])
 
 
 def uploaded_source(uploaded_file) -> ImageSource:

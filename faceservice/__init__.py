@@ -5,6 +5,6 @@ import os
 # ~0.4 s with one (docs/BENCHMARKS.md); web and worker processes scale by process.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from faceservice.celery import app as celery_app
-
-__all__ = ["celery_app"]
+# Nothing else here: the face engine (no Django) imports faceservice.errors, and
+# importing any faceservice module runs this file first. The Celery app is
+# loaded by FaceserviceConfig.ready() (apps.py) instead.

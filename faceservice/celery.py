@@ -23,6 +23,7 @@ app.autodiscover_tasks([
 @worker_process_init.connect
 def load_models_once_per_worker_process(**kwargs):
     # Each prefork child loads the models once, before its first task.
-    from faceservice.warmup import warm_up_face_engine
+    # Imported here: this module is imported before Django is set up.
+    from embeddings.face_engine import warm_up_face_engine
 
     warm_up_face_engine()

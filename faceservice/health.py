@@ -6,6 +6,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
+from embeddings.face_engine import model_status
+
 
 def healthz(request) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -31,8 +33,6 @@ def _redis() -> tuple[bool, str]:
 
 
 def _models() -> tuple[bool, str]:
-    from embeddings.face_engine import model_status
-
     return model_status()
 
 

@@ -6,7 +6,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
 application = get_wsgi_application()
 
 # Each web process loads the models once, before it takes requests.
-from faceservice.warmup import warm_up_face_engine  # noqa: E402
+from embeddings.face_engine import warm_up_face_engine  # noqa: E402
 
 warm_up_face_engine()
 

@@ -6,7 +6,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from faceservice.api.errors import NotFound
 from faceservice.api.pagination import NewestFirstCursorPagination
 from faceservice.api.views import TenantAPIView
 from tenants import selectors, services
@@ -85,9 +84,5 @@ class ApiKeyDetailApi(TenantAPIView):
 
     @extend_schema(responses=ApiKeyOutput, summary="Revoke an API key")
     def delete(self, request, api_key_id):
-        try:
-            api_key = services.revoke_api_key(tenant_id=self.tenant_id, api_key_id=api_key_id,
-                                              actor=self.actor())
-        except ApiKey.DoesNotExist:
-            raise NotFound("No such API key.") from None
+        api_key = services.revoke_api_key(tenant_id=self.tenant_id, api_key_id=api_key_id, actor=self.actor())
         return Response(ApiKeyOutput(api_key).data)

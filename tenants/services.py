@@ -11,9 +11,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
+from faceservice.errors import NotFound
 from faceservice.tenancy import tenant_context
 from tenants.api_keys import KEY_PREFIX_BYTES, KEY_SCHEME, KEY_SECRET_BYTES, digest_secret, forget_cached_keys
 from tenants.models import ApiKey, Role, Tenant
+
+
+class ApiKeyNotFound(NotFound):
+    """No such key of this tenant (a foreign id reads the same)."""
+
+    default_message = "No such API key."
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,11 @@ def create_api_key(*, tenant_id: UUID, name: str, roles: list[str],
 
 
 def revoke_api_key(*, tenant_id: UUID, api_key_id: UUID, actor: Actor) -> ApiKey:
-    """Revoke a key of this tenant. A foreign or unknown id raises ApiKey.DoesNotExist."""
+    """Revoke a key of this tenant. A foreign or unknown id raises ApiKeyNotFound."""
     with tenant_context(tenant_id):
-        api_key = ApiKey.objects.select_for_update().get(tenant_id=tenant_id, id=api_key_id)
+        api_key = ApiKey.objects.select_for_update().filter(tenant_id=tenant_id, id=api_key_id).first()
+        if api_key is None:
+            raise ApiKeyNotFound()
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])

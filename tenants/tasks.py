@@ -7,6 +7,8 @@ import time
 from celery import shared_task
 
 from audit.services import Actor
+from embeddings.store.services import reencrypt_batch
+from faceservice.tenancy import platform_scope
 from tenants import data_keys
 from tenants.models import TenantKey
 
@@ -21,8 +23,6 @@ def reencrypt_tenant_faces(tenant_id: str, batch_size: int = 500) -> int:
     Safe to run twice or after a crash: each batch is one transaction and
     picks only faces still under an old version.
     """
-    from embeddings.store.services import reencrypt_batch
-
     started, moved = time.monotonic(), 0
     while time.monotonic() - started < TIME_BUDGET_SECONDS:
         count = reencrypt_batch(tenant_id=tenant_id, batch_size=batch_size, actor=ROTATION_ACTOR)
@@ -36,8 +36,6 @@ def reencrypt_tenant_faces(tenant_id: str, batch_size: int = 500) -> int:
 @shared_task(name="tenants.resume_key_rotations", acks_late=True, ignore_result=True)
 def resume_key_rotations() -> int:
     """Beat: restart re-encryption for every tenant with a key still retiring (crash recovery)."""
-    from faceservice.tenancy import platform_scope
-
     with platform_scope():
         tenant_ids = set(TenantKey.objects.filter(status=TenantKey.Status.RETIRING)
                          .values_list("tenant_id", flat=True))

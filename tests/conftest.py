@@ -1,25 +1,55 @@
-"""Shared fixtures. The suite runs against real servers started by `./dev test`."""
+"""Shared fixtures and helpers. The suite runs against real servers started by `./dev test`;
+tests marked `pure` also run without any (`./dev test --fast`).
+
+Django imports stay inside the fixtures and helpers: this module is loaded before
+any test, and the pure tests must not depend on the database or the models.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # the repository root
+SHARED_DIR = PROJECT_DIR.parent / "shared"
 FACES_DIR = SHARED_DIR / "faces"
 MODELS_DIR = SHARED_DIR / "models"
 
+# What makes a test need the database; a `pure` test may use none of these.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
+                     "committed_db", "django_db_setup", "live_server"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Refuse a `pure` test that asks for the database: the fast tier runs without one."""
+    for item in items:
+        if item.get_closest_marker("pure") is None:
+            continue
+        needs = DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if needs or item.get_closest_marker("django_db"):
+            raise pytest.UsageError(f"{item.nodeid} is marked pure but uses the database ({sorted(needs)})")
+
 
 @pytest.fixture(autouse=True)
-def _fresh_search_galleries():
-    """Each test starts with no in-memory gallery: a rolled-back test's faces must not linger."""
-    from embeddings.search.gallery import clear_galleries
+def _fresh_search_galleries(request):
+    """Each test starts with no in-memory gallery: a rolled-back test's faces must not linger.
 
-    clear_galleries()
+    Pure tests never load a gallery (they have no database), so they skip the import.
+    """
+    if request.node.get_closest_marker("pure") is None:
+        from embeddings.search.gallery import clear_galleries
+
+        clear_galleries()
     yield
 
 
@@ -96,3 +126,144 @@ def tenant(make_tenant):
 @pytest.fixture
 def other_tenant(make_tenant):
     return make_tenant()
+
+
+@pytest.fixture
+def no_new_temp_files(tmp_path, monkeypatch):
+    """Point every temp-file API at a private folder and fail if anything lands there.
+
+    A private folder rather than /tmp itself: other suites share /tmp concurrently.
+    """
+    folder = tmp_path / "private-tmp"
+    folder.mkdir()
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    assert list(folder.iterdir()) == []
+
+
+def assert_json_error(response, status: int, code: str) -> dict:
+    """The response is our one JSON error shape, with this status and code."""
+    content = response.content.decode(errors="replace")
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {content[:500]}"
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    assert "<html" not in content.lower() and "Traceback" not in content, content[:500]
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert error["request_id"] and error["request_id"] == response["X-Request-ID"], (error, response.headers)
+    return error
+
+
+# Tests read and poke rows as the operator would: past row-level security.
+def find(model, order_by=None, **filters) -> list:
+    from embeddings.models import IndexJobAsset
+    from faceservice.tenancy import platform_scope
+
+    with platform_scope():
+        rows = model.objects.filter(**filters)
+        if order_by or model is IndexJobAsset:
+            rows = rows.order_by(order_by or "position")
+        return list(rows)
+
+
+def count(model, **filters) -> int:
+    from faceservice.tenancy import platform_scope
+
+    with platform_scope():
+        return model.objects.filter(**filters).count()
+
+
+def update(model, filters: dict, **values) -> int:
+    from faceservice.tenancy import platform_scope
+
+    with platform_scope():
+        return model.objects.filter(**filters).update(**values)
+
+
+# Small local HTTP servers for the tests: an image host and a webhook receiver.
+@dataclass
+class Route:
+    """Answers in turn: each (status, body) once, the last one for ever after."""
+
+    answers: list[tuple[int, bytes]]
+    hits: int = 0
+
+    def next(self) -> tuple[int, bytes]:
+        answer = self.answers[min(self.hits, len(self.answers) - 1)]
+        self.hits += 1
+        return answer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verified: object = None  # what the on_request hook returned
+
+
+@dataclass
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 with scripted answers per path."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    on_request: Callable[[Received], object] | None = None
+    default: tuple[int, bytes] = (404, b"not found")
+    delay_seconds: float = 0.0  # answer this late (timeouts)
+
+    def start(self) -> LocalServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                   self.rfile.read(length) if length else b"")
+                if server.on_request:
+                    request.verified = server.on_request(request)
+                server.received.append(request)
+                if server.delay_seconds:
+                    time.sleep(server.delay_seconds)
+                route = server.routes.get(self.path)
+                status, body = route.next() if route else server.default
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{path}"
+
+    def serve(self, path: str, *answers: tuple[int, bytes]) -> str:
+        self.routes[path] = Route(list(answers))
+        return self.url(path)
+
+
+@contextmanager
+def local_server(settings) -> Iterator[LocalServer]:
+    """A LocalServer that the SSRF guard lets fetches and webhook deliveries reach (pytest-django settings)."""
+    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    server = LocalServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

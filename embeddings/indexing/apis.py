@@ -16,15 +16,15 @@ from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from embeddings.api import ImageSourceInput
 from embeddings.engine import ImageError
-from embeddings.image_sources import ImageSourceInput
 from embeddings.indexing import selectors as job_selectors
 from embeddings.indexing import services as job_services
 from embeddings.indexing.models import IndexJob, IndexJobAsset
-from faceservice.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from faceservice.api.pagination import NewestFirstCursorPagination
 from faceservice.api.queries import query_params
 from faceservice.api.views import TenantAPIView
+from faceservice.errors import InvalidRequest
 
 JOB_ROLES = ("admin", "indexer")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
@@ -210,19 +210,15 @@ class IndexJobListApi(TenantAPIView):
     def post(self, request):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise ApiError("Idempotency-Key must be 1-255 printable ASCII characters.", code="invalid_request")
+            raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters.")
         data = SubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            submitted = job_services.submit_index_job(
-                tenant_id=self.tenant_id, assets=_asset_specs(values["assets"]),
-                options=job_services.JobOptions(**values.get("options", {})), actor=self.actor(),
-                fingerprint=job_services.request_fingerprint(tenant_id=self.tenant_id, body=request.data),
-                idempotency_key=key, faces_expire_at=values.get("faces_expire_at"))
-        except job_services.IdempotencyKeyReused:
-            raise Unprocessable("This Idempotency-Key was used with a different request.",
-                                code="idempotency_key_reused") from None
+        submitted = job_services.submit_index_job(
+            tenant_id=self.tenant_id, assets=_asset_specs(values["assets"]),
+            options=job_services.JobOptions(**values.get("options", {})), actor=self.actor(),
+            fingerprint=job_services.request_fingerprint(tenant_id=self.tenant_id, body=request.data),
+            idempotency_key=key, faces_expire_at=values.get("faces_expire_at"))
         body = JobOutput(submitted.job).data
         headers = {"Location": body["status_url"]}
         if not submitted.created:
@@ -261,7 +257,7 @@ class IndexJobApi(TenantAPIView):
 
     @extend_schema(responses={200: JobOutput, 404: ERRORS[404]}, summary="An index job's state and counts")
     def get(self, request, job_id):
-        return Response(JobOutput(_job(self.tenant_id, job_id)).data)
+        return Response(JobOutput(job_selectors.job_of(tenant_id=self.tenant_id, job_id=job_id)).data)
 
 
 class IndexJobAssetsApi(TenantAPIView):
@@ -271,11 +267,8 @@ class IndexJobAssetsApi(TenantAPIView):
                    summary="Per-asset results of a job, in submission order (cursor pages)")
     def get(self, request, job_id):
         filters = query_params(AssetFilterInput, request)
-        try:
-            rows = job_selectors.job_assets_of(tenant_id=self.tenant_id, job_id=job_id,
-                                               states=filters.get("state", ()))
-        except job_services.JobNotFound:
-            raise NotFound("No such index job.") from None
+        rows = job_selectors.job_assets_of(tenant_id=self.tenant_id, job_id=job_id,
+                                           states=filters.get("state", ()))
         paginator = PositionCursorPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(JobAssetOutput(page, many=True).data)
@@ -288,17 +281,5 @@ class IndexJobCancelApi(TenantAPIView):
                                             409: OpenApiResponse(description="The job already finished")},
                    summary="Cancel a job (finished assets keep their faces)")
     def post(self, request, job_id):
-        try:
-            job = job_services.cancel_job(tenant_id=self.tenant_id, job_id=job_id, actor=self.actor())
-        except job_services.JobNotFound:
-            raise NotFound("No such index job.") from None
-        except job_services.JobFinished:
-            raise Conflict("The job already finished.", code="job_finished") from None
+        job = job_services.cancel_job(tenant_id=self.tenant_id, job_id=job_id, actor=self.actor())
         return Response(JobOutput(job).data)
-
-
-def _job(tenant_id, job_id) -> IndexJob:
-    try:
-        return job_selectors.job_of(tenant_id=tenant_id, job_id=job_id)
-    except job_services.JobNotFound:
-        raise NotFound("No such index job.") from None

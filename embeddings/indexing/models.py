@@ -43,7 +43,7 @@ class IndexJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     # When an asset of this job was last dispatched: the least recently served
-    # job goes first, so a tenant's jobs take turns (job_services.dispatch_tenant).
+    # job goes first, so a tenant's jobs take turns (dispatch.dispatch_tenant).
     last_dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -4,7 +4,7 @@ claim (PostgreSQL) -> fetch the bytes (URL through the SSRF guard, S3, or the
 sealed inline image) -> decode in memory -> detect + embed (the process-wide
 engine) -> complete (faces + asset state in one transaction). Errors are
 sorted into transient (retry with backoff) and permanent (the asset fails
-with the error's code); see `classify`.
+with the error's code); see `failures.classify`.
 
 A message names a batch of assets (INDEX_BATCH_SIZE). `run_batch` claims
 them in one statement and pipelines them inside the worker process, because
@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import socket
 import ssl
 import sys
 import threading
@@ -41,38 +40,25 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 
-from embeddings.engine import ImageError, decode_image
-from embeddings.engine.errors import FetchFailed, FetchTimeout, ModelsUnavailable
+from embeddings.engine import decode_image
 from embeddings.face_engine import face_engine
 from embeddings.image_sources import fetch_bytes, image_limits
 from embeddings.indexing import inline_images
-from embeddings.indexing import services as job_services
+from embeddings.indexing.claims import Claim, claim_asset, claim_assets, renew_leases
+from embeddings.indexing.completion import Finished, complete_asset, complete_assets, fail_asset, retry_asset
+from embeddings.indexing.dispatch import dispatch_tenant
+from embeddings.indexing.failures import HttpStatusError, classify
 from embeddings.models import IndexJobAsset
 from embeddings.search.vector_index import ensure_vector_index
 from faceservice.outbound.http import IMAGE_ACCEPT, REDIRECT_STATUSES, Timeouts, safe_request
 from faceservice.tenancy import tenant_context
-from tenants.kms.errors import KmsError, KmsUnavailable
 
 logger = logging.getLogger(__name__)
 
-# HTTP answers worth another try: the server may well answer differently later.
-TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
-# S3 / botocore error codes that mean "slow down" or "try again".
-TRANSIENT_S3 = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                          "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "503", "500"})
-
 _indexed_models: set[str] = set()
 SWITCH_INTERVAL_SECONDS = 0.0001  # see Pipeline
-
-
-class HttpStatusError(FetchFailed):
-    """The image URL answered with a non-2xx status."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"the server answered HTTP {status}")
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -85,18 +71,18 @@ class Processed:
 
 def run_asset(*, tenant_id: str, job_asset_id: str) -> str:
     """Process one job asset if it is ours to process. Returns what happened (for logs and tests)."""
-    claim = job_services.claim_asset(tenant_id=tenant_id, job_asset_id=job_asset_id)
+    claim = claim_asset(tenant_id=tenant_id, job_asset_id=job_asset_id)
     if claim is None:
         return "skipped"
     try:
         processed = process(claim)
-        return job_services.complete_asset(claim=claim, faces=processed.faces, left_out=processed.left_out,
-                                           model_id=processed.model_id, timings=processed.timings)
+        return complete_asset(claim=claim, faces=processed.faces, left_out=processed.left_out,
+                              model_id=processed.model_id, timings=processed.timings)
     except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
         return record_failure(claim, exc)
 
 
-def record_failure(claim: job_services.Claim, exc: BaseException, *, refill: bool = True) -> str:
+def record_failure(claim: Claim, exc: BaseException, *, refill: bool = True) -> str:
     """Classify the error and retry the asset later or fail it for good."""
     failure = classify(exc)
     where = {"tenant_id": claim.tenant_id, "job_asset_id": claim.job_asset_id}
@@ -106,11 +92,11 @@ def record_failure(claim: job_services.Claim, exc: BaseException, *, refill: boo
         logger.info("index asset failed", extra={**where, "code": failure.code, "transient": failure.transient,
                                                   "attempt": claim.attempt})
     if failure.transient:
-        return job_services.retry_asset(claim=claim, failure=failure, refill=refill)
-    return job_services.fail_asset(claim=claim, failure=failure, refill=refill)
+        return retry_asset(claim=claim, failure=failure, refill=refill)
+    return fail_asset(claim=claim, failure=failure, refill=refill)
 
 
-def process(claim: job_services.Claim) -> Processed:
+def process(claim: Claim) -> Processed:
     """Fetch, decode and analyse; nothing is written. The image lives in memory only."""
     started = time.perf_counter()
     data = fetch(claim)
@@ -127,7 +113,7 @@ def process(claim: job_services.Claim) -> Processed:
                               "analyze_ms": round((analysed - fetched) * 1000, 1)})
 
 
-def fetch(claim: job_services.Claim) -> bytes:
+def fetch(claim: Claim) -> bytes:
     if claim.source_kind == IndexJobAsset.SourceKind.INLINE:
         with tenant_context(claim.tenant_id):
             return inline_images.read(tenant_id=claim.tenant_id, job_id=claim.job_id,
@@ -184,8 +170,8 @@ class Prepared:
 class Outcome:
     """What the store thread is handed: an analysed asset or a failure, and whether it ends its batch."""
 
-    claim: job_services.Claim
-    finished: job_services.Finished | None
+    claim: Claim
+    finished: Finished | None
     error: BaseException | None
     last: bool
 
@@ -205,7 +191,7 @@ def run_batch(*, tenant_id: str, job_asset_ids: list[str], wait: bool = False) -
         # (the message is retried from the broker or the sweeper; the held assets' leases run out).
         raise RuntimeError("the index pipeline of this process is stuck")
     try:
-        claims = job_services.claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
+        claims = claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
     except BaseException:
         worker.slots.release()
         raise
@@ -218,7 +204,7 @@ def run_batch(*, tenant_id: str, job_asset_ids: list[str], wait: bool = False) -
     return f"{len(claims)} claimed"
 
 
-def prepare(claim: job_services.Claim) -> Prepared:
+def prepare(claim: Claim) -> Prepared:
     """Fetch and decode one image (the fetch thread). Exceptions are handed on, not raised."""
     started, cpu = time.perf_counter(), time.thread_time()
     try:
@@ -234,7 +220,7 @@ def prepare(claim: job_services.Claim) -> Prepared:
                                   "fetch_cpu_ms": round((time.thread_time() - cpu) * 1000, 1)})
 
 
-def analyse(claim: job_services.Claim, prepared: Prepared) -> Outcome:
+def analyse(claim: Claim, prepared: Prepared) -> Outcome:
     """Detect and embed (this thread: the model's). Nothing is written."""
     if prepared.error is not None:
         return Outcome(claim, None, prepared.error, last=False)
@@ -250,8 +236,8 @@ def analyse(claim: job_services.Claim, prepared: Prepared) -> Outcome:
         ensure_index(engine.model_id, engine.dimension)
     except Exception as exc:  # noqa: BLE001 - classified by the store thread
         return Outcome(claim, None, exc, last=False)
-    finished = job_services.Finished(claim=claim, faces=list(analysis.faces), left_out=list(analysis.left_out),
-                                     model_id=analysis.model_id, timings=timings)
+    finished = Finished(claim=claim, faces=list(analysis.faces), left_out=list(analysis.left_out),
+                        model_id=analysis.model_id, timings=timings)
     return Outcome(claim, finished, None, last=False)
 
 
@@ -274,7 +260,7 @@ class Pipeline:
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self.slots = threading.BoundedSemaphore(BATCHES_AHEAD)
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-fetch")
-        self.batches: queue.Queue[tuple[list[job_services.Claim], Future] | None] = queue.Queue()
+        self.batches: queue.Queue[tuple[list[Claim], Future] | None] = queue.Queue()
         # Bounded: if the store falls behind, the model waits instead of piling up results.
         self.queue: queue.Queue[Outcome | None] = queue.Queue(maxsize=2 * max(1, settings.INDEX_BATCH_SIZE))
         self.model_thread = threading.Thread(target=self._analyse_batches, name="index-model", daemon=True)
@@ -282,7 +268,7 @@ class Pipeline:
         self.model_thread.start()
         self.thread.start()
 
-    def submit(self, claims: list[job_services.Claim]) -> None:
+    def submit(self, claims: list[Claim]) -> None:
         """Hand a claimed batch to the model thread; its first image is fetched right away."""
         self.batches.put((claims, self.fetcher.submit(prepare, claims[0])))
 
@@ -317,13 +303,13 @@ class Pipeline:
                 self.slots.release()
                 self.batches.task_done()
 
-    def _analyse(self, claims: list[job_services.Claim], first: Future) -> None:
+    def _analyse(self, claims: list[Claim], first: Future) -> None:
         renewed_at, ahead = time.monotonic(), first
         for i, claim in enumerate(claims):
             if time.monotonic() - renewed_at > settings.INDEX_ASSET_LEASE_SECONDS / 3:
                 # A slow batch (timeouts): keep the leases of what is not committed yet.
                 close_old_connections()
-                job_services.renew_leases(tenant_id=claim.tenant_id, claims=claims[i:])
+                renew_leases(tenant_id=claim.tenant_id, claims=claims[i:])
                 renewed_at = time.monotonic()
             current = ahead
             if i + 1 < len(claims):
@@ -354,18 +340,18 @@ class Pipeline:
             tenant_id = group[0].claim.tenant_id
             ready = [o.finished for o in group if o.finished is not None]
             try:
-                job_services.complete_assets(finished=ready, refill=False)
+                complete_assets(finished=ready, refill=False)
             except Exception:  # one bad asset must not fail the others: store them one by one
                 logger.info("micro-batch commit failed; storing its assets one by one", exc_info=True)
                 for item in ready:
-                    _guarded(item.claim, lambda i=item: job_services.complete_asset(
+                    _guarded(item.claim, lambda i=item: complete_asset(
                         claim=i.claim, faces=i.faces, left_out=i.left_out, model_id=i.model_id,
                         timings=i.timings, refill=False))
             for outcome in group:
                 if outcome.error is not None:
                     record_failure(outcome.claim, outcome.error, refill=False)
             if any(o.last for o in group):
-                job_services.dispatch_tenant(tenant_id=tenant_id)
+                dispatch_tenant(tenant_id=tenant_id)
         except Exception:  # the store thread must survive anything; leases cover what was lost
             logger.exception("index store thread: could not finish a group")
         finally:
@@ -374,7 +360,7 @@ class Pipeline:
             group.clear()
 
 
-def _guarded(claim: job_services.Claim, store) -> str:
+def _guarded(claim: Claim, store) -> str:
     try:
         return store()
     except Exception as exc:  # noqa: BLE001 - classified and recorded
@@ -403,61 +389,3 @@ def drain_pipeline() -> None:
         if _pipeline is not None:
             _pipeline.close()
             _pipeline = None
-
-
-def classify(exc: BaseException) -> job_services.Failure:
-    """Transient (retry) or permanent (fail the asset), with a stable error code."""
-    if isinstance(exc, HttpStatusError):
-        return job_services.Failure(exc.code, _public(exc), transient=exc.status in TRANSIENT_HTTP)
-    if isinstance(exc, (FetchTimeout, ModelsUnavailable)):
-        return job_services.Failure(exc.code, _public(exc), transient=True)
-    if isinstance(exc, FetchFailed):
-        return job_services.Failure(exc.code, _public(exc), transient=_transient_fetch_cause(exc.__cause__))
-    if isinstance(exc, ImageError):
-        return job_services.Failure(exc.code, _public(exc), transient=False)
-    if isinstance(exc, KmsUnavailable):
-        return job_services.Failure("key_service_unavailable", "the key service is busy or unreachable",
-                                    transient=True)
-    if isinstance(exc, KmsError):
-        return job_services.Failure("key_unavailable", "the tenant's data key cannot be used", transient=False)
-    from tenants.data_keys import NoDataKey
-
-    if isinstance(exc, NoDataKey):
-        return job_services.Failure("key_unavailable", "the tenant's data key was destroyed", transient=False)
-    if isinstance(exc, (OperationalError, InterfaceError)) or _is_redis_error(exc):
-        return job_services.Failure("service_unavailable", "a backing service was unavailable", transient=True)
-    return job_services.Failure("internal_error", "the asset could not be processed", transient=False)
-
-
-def _transient_fetch_cause(cause: BaseException | None) -> bool:
-    """FetchFailed wraps network errors (retry), DNS failures (retry) and S3 answers (depends)."""
-    if cause is None:
-        return False
-    try:
-        import httpcore
-
-        if isinstance(cause, (httpcore.NetworkError, httpcore.ProtocolError)):
-            return True
-    except ImportError:  # pragma: no cover - httpcore is a dependency of the engine
-        pass
-    if isinstance(cause, (socket.gaierror, ConnectionError, TimeoutError)):
-        return True
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", "")) in TRANSIENT_S3
-    return isinstance(cause, BotoCoreError)
-
-
-def _is_redis_error(exc: BaseException) -> bool:
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeout
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, (RedisConnectionError, RedisTimeout))
-
-
-def _public(exc: ImageError) -> str:
-    # Some engine messages are for operators only (e.g. model folders).
-    return getattr(exc, "public_message", exc.message)

@@ -9,23 +9,17 @@ at start (faceservice/celery.py).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 
-from embeddings.indexing import pipeline
-from embeddings.indexing import services as job_services
-
-logger = logging.getLogger(__name__)
+from embeddings.indexing import dispatch, pipeline, sweep
 
 
-@shared_task(name=job_services.INDEX_TASK, ignore_result=True)
-def index_asset(tenant_id: str, job_asset_ids: list[str] | str) -> str:
-    # A batch of ids; a single id in messages published before batching.
-    ids = [job_asset_ids] if isinstance(job_asset_ids, str) else list(job_asset_ids)
-    return pipeline.run_batch(tenant_id=tenant_id, job_asset_ids=ids)
+@shared_task(name=dispatch.INDEX_TASK, ignore_result=True)
+def index_asset(tenant_id: str, job_asset_ids: list[str]) -> str:
+    return pipeline.run_batch(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
 
 
 @worker_process_shutdown.connect
@@ -38,9 +32,9 @@ def commit_what_the_store_thread_holds(**kwargs) -> None:
 
 @shared_task(name="embeddings.dispatch_index_assets", ignore_result=True)
 def dispatch_index_assets() -> int:
-    return job_services.dispatch_all()
+    return dispatch.dispatch_all()
 
 
 @shared_task(name="embeddings.sweep_index_jobs", ignore_result=True)
 def sweep_index_jobs() -> dict:
-    return asdict(job_services.sweep())
+    return asdict(sweep.sweep())

@@ -11,11 +11,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from embeddings.api import IMAGE_ERRORS, image_from, plain_data
-from embeddings.image_sources import ImageSourceInput, uploaded_source
+from embeddings.api import IMAGE_ERRORS, ImageSourceInput, image_from, plain_data
+from embeddings.image_sources import uploaded_source
 from embeddings.search import services as search_service
-from faceservice.api.errors import ApiError
 from faceservice.api.views import TenantAPIView
+from faceservice.errors import InvalidRequest
 
 
 class MatchOutput(serializers.Serializer):
@@ -69,8 +69,7 @@ class SearchApi(TenantAPIView):
         options = data.validated_data
         source = image_from(request, "image", options)
         if (source is None) == ("face_id" not in options):
-            raise ApiError("Send exactly one of an image (multipart `image` or JSON `image`) or `face_id`.",
-                           code="invalid_request")
+            raise InvalidRequest("Send exactly one of an image (multipart `image` or JSON `image`) or `face_id`.")
         query = search_service.SearchQuery(
             top_k=options["top_k"], threshold=options.get("threshold", settings.SEARCH_MATCH_THRESHOLD),
             largest_only=options["faces"] == "largest", max_faces=options["max_faces"],
@@ -126,7 +125,7 @@ class CompareApi(TenantAPIView):
         target = image_from(request, "target", data.validated_data)
         references = self._references(request, data.validated_data.get("references") or [])
         if target is None or not references:
-            raise ApiError("Send a `target` image and 1-10 `references`.", code="invalid_request")
+            raise InvalidRequest("Send a `target` image and 1-10 `references`.")
         threshold = data.validated_data.get("threshold", settings.FACE_MATCH_THRESHOLD)
         result = search_service.compare(tenant_id=self.tenant_id, target=target, references=references,
                                         threshold=threshold, actor=self.actor())
@@ -135,7 +134,7 @@ class CompareApi(TenantAPIView):
     def _references(self, request, given: list) -> list:
         files = request.FILES.getlist("reference")
         if len(files) + len(given) > self.MAX_REFERENCES:
-            raise ApiError(f"At most {self.MAX_REFERENCES} references.", code="invalid_request")
+            raise InvalidRequest(f"At most {self.MAX_REFERENCES} references.")
         references = [(upload.name or f"reference-{i + 1}", uploaded_source(upload))
                       for i, upload in enumerate(files)]
         for item in given:

@@ -45,6 +45,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
+from faceservice.tenancy import tenant_context
+
 logger = logging.getLogger(__name__)
 
 # One row per face: the id's 16 bytes and pgvector's binary form of the
@@ -189,9 +191,6 @@ class GalleryCache:
         self._janitor = threading.Thread(target=sweep, name="gallery-janitor", daemon=True)
         self._janitor.start()
 
-    def __len__(self) -> int:
-        return len(self._galleries)
-
     @property
     def loading(self) -> bool:
         """Whether a thread of this process is loading a gallery (load_in_background)."""
@@ -271,8 +270,6 @@ class GalleryCache:
                          name="gallery-load", daemon=True).start()
 
     def _load(self, tenant_id, model_id: str, dimension: int, read_state) -> None:
-        from faceservice.tenancy import tenant_context
-
         try:
             loaded = {}
             with tenant_context(tenant_id):  # this thread's own connection and transaction

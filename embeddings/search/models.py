@@ -29,4 +29,4 @@ class GalleryState(models.Model):
 # --- Index jobs -------------------------------------------------------------------
 # PostgreSQL is the source of truth for jobs: Celery messages carry only ids,
 # and a lost message or a dead worker is recovered from these rows by the
-# sweeper (see embeddings/indexing/services.py and docs/JOBS.md).
+# sweeper (see embeddings/indexing/sweep.py and docs/JOBS.md).

@@ -13,12 +13,17 @@ from uuid import UUID
 import numpy as np
 
 from audit.services import Actor, record_event
-from embeddings.engine import AnalyzeOptions, ImageError
+from embeddings.engine import AnalyzeOptions, decode_image
 from embeddings.face_engine import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
 from embeddings.search.selectors import Match, SearchTimings, search_faces_many
 from embeddings.store.selectors import face_embedding
-from faceservice.api.errors import Unprocessable
+from faceservice.errors import ImageError, Unprocessable
+
+
+class NoFaceDetected(Unprocessable):
+    code = "no_face_detected"
+    default_message = "No face was found in the target image."
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,8 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
 
 def search_by_face(*, tenant_id: UUID, face_id: UUID, query: SearchQuery, actor: Actor) -> SearchResult:
     """Faces like one already indexed (the face itself comes first, at similarity 1)."""
-    from embeddings.models import Face
-    from faceservice.api.errors import NotFound
-
     watch = Stopwatch()
-    try:
-        embedding, model_id = face_embedding(tenant_id=tenant_id, face_id=face_id)
-    except Face.DoesNotExist:
-        raise NotFound("No such face.") from None
+    embedding, model_id = face_embedding(tenant_id=tenant_id, face_id=face_id)
     timings = SearchTimings()
     matches = _search_embeddings(tenant_id, [embedding], model_id, query, timings)[0]
     watch.lap("search")
@@ -145,8 +144,6 @@ def _audit_search(tenant_id, actor: Actor, result: SearchResult, *, source_kind:
 
 
 def _decode(source: ImageSource) -> np.ndarray:
-    from embeddings.engine import decode_image
-
     return decode_image(fetch_bytes(source), image_limits())
 
 
@@ -164,7 +161,7 @@ def compare(*, tenant_id: UUID, target: ImageSource, references: list[tuple[str,
     engine = face_engine()
     target_found, target_embedding = _largest_face(target)
     if target_embedding is None:
-        raise Unprocessable("No face was found in the target image.", code="no_face_detected")
+        raise NoFaceDetected()
     comparisons = []
     for name, source in references:
         try:

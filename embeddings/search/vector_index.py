@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
+
+from embeddings.store.models import Face
+from faceservice.tenancy import tenant_context
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +218,6 @@ class TenantIndexWork:
 
 def _face_counts() -> list[tuple[str, str, int, int]]:
     """(tenant, model, faces, dimension) for every tenant and model, one tenant scope at a time (RLS)."""
-    from django.db.models import Count
-
-    from embeddings.models import Face
-    from faceservice.tenancy import tenant_context
-    from tenants.models import Tenant
-
     out = []
     for tenant_id in Tenant.objects.values_list("id", flat=True):
         with tenant_context(tenant_id):

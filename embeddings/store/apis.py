@@ -12,13 +12,17 @@ from embeddings.store import deletion as deletions
 from embeddings.store import selectors, services
 from embeddings.store.models import DeletionRequest
 from embeddings.store.statistics import tenant_statistics
-from faceservice.api.errors import ApiError, NotFound
 from faceservice.api.pagination import NewestFirstCursorPagination
 from faceservice.api.queries import query_params
 from faceservice.api.views import TenantAPIView
+from faceservice.errors import InvalidRequest
 
 FACE_LIST_ROLES = ("admin", "indexer", "searcher")
 INVALID_FILTER = OpenApiResponse(description="Invalid request (invalid_request)")
+
+
+class ConfirmationRequired(InvalidRequest):
+    code = "confirmation_required"
 
 
 class FaceOutput(serializers.Serializer):
@@ -95,8 +99,6 @@ class DeletionApi(TenantAPIView):
     @extend_schema(responses={200: DeletionOutput, 404: ERRORS[404]}, summary="A queued deletion and its receipt")
     def get(self, request, deletion_id):
         deletion = selectors.deletion_request(tenant_id=self.tenant_id, deletion_id=deletion_id)
-        if deletion is None:
-            raise NotFound("No such deletion.")
         return Response(DeletionOutput(deletion_body(deletion)).data)
 
 
@@ -142,7 +144,7 @@ class PurgeFacesApi(TenantAPIView):
         data = self.PurgeInput(data=request.data)
         data.is_valid(raise_exception=True)
         if data.validated_data["confirm"] != self.CONFIRMATION:
-            raise ApiError(f'Set "confirm" to "{self.CONFIRMATION}" to purge.', code="confirmation_required")
+            raise ConfirmationRequired(f'Set "confirm" to "{self.CONFIRMATION}" to purge.')
         return delete_now_or_queue(self, {"purge": True}, lambda: services.purge_tenant_face_data(
             tenant_id=self.tenant_id, actor=self.actor()))
 
@@ -155,8 +157,6 @@ class ReceiptApi(TenantAPIView):
     @extend_schema(responses={200: ReceiptOutput, 404: ERRORS[404]}, summary="A deletion receipt")
     def get(self, request, receipt_id):
         receipt = selectors.deletion_receipt(tenant_id=self.tenant_id, receipt_id=receipt_id)
-        if receipt is None:
-            raise NotFound("No such receipt.")
         return Response(ReceiptOutput(receipt).data)
 
 

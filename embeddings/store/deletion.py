@@ -17,10 +17,12 @@ from django.utils import timezone
 
 from audit.services import Actor, record_event
 from embeddings.models import Asset, DeletionRequest, Face
+from embeddings.search import vector_index
 from embeddings.search.gallery import next_generation
+from embeddings.store.services import notify_deleted
+from faceservice.celery import app
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
-from tenants.webhooks.services import FACES_DELETED, emit_event
 
 DELETION_TASK = "embeddings.run_deletion"
 logger = logging.getLogger(__name__)
@@ -53,19 +55,12 @@ def count_matching(*, tenant_id: UUID | str, requested: dict[str, Any]) -> int:
         return matching_faces(tenant_id, requested).count()
 
 
-def notify_deleted(*, tenant_id: UUID | str, receipt: dict[str, Any]) -> None:
-    """The faces.deleted webhook: ids and counts only."""
-    emit_event(tenant_id=tenant_id, event_type=FACES_DELETED, payload=receipt)
-
-
 def request_deletion(*, tenant_id: UUID | str, requested: dict[str, Any], actor: Actor) -> DeletionRequest:
-    from embeddings.store.tasks import run_deletion
-
     with tenant_context(tenant_id):
         deletion = DeletionRequest.objects.create(tenant_id=tenant_id, requested=requested)
         record_event(tenant_id=tenant_id, actor=actor, action="faces.deletion_requested", target=requested,
                      details={"deletion_id": str(deletion.id)}, receipt_id=deletion.receipt_id)
-        transaction.on_commit(lambda: run_deletion.delay(str(tenant_id), str(deletion.id)))
+        transaction.on_commit(lambda: app.send_task(DELETION_TASK, args=[str(tenant_id), str(deletion.id)]))
     return deletion
 
 
@@ -119,8 +114,6 @@ def _drop_vector_indexes(tenant_id: UUID | str) -> None:
     take this queued path; a synchronous purge of a smaller tenant leaves it to
     vector_index.maintain_tenant_indexes.) Outside any transaction: CONCURRENTLY.
     """
-    from embeddings.search import vector_index
-
     if connection.in_atomic_block:
         return  # called inside a caller's transaction: the maintenance task will drop them
     try:

@@ -2,35 +2,30 @@
 
 Two things are derived from a tenant's 32-byte DEK (per key version):
 
-1. The *canonical* embedding of each face is encrypted with AES-256-GCM
-   (:func:`encrypt_embedding`). It is what exact re-ranking and re-keying read.
+1. The *canonical* embedding of each face is sealed with AES-256-GCM
+   (:func:`encrypt_embedding`, the one format of faceservice/sealing.py). It
+   is what exact re-ranking and re-keying read.
 2. The *searchable* vector is a protected template y = R·x
    (:func:`projection_matrix`, :func:`project`), R a secret orthogonal matrix.
    Cosine similarity and inner product are preserved, so pgvector HNSW works
    unchanged inside a tenant, while templates from different tenants (or raw
    embeddings from any other system) do not match. It is renewable: re-keying
    maps y to R_new·R_oldᵀ·y (:func:`reproject`) without touching the images.
-   It is *not* encryption: see docs/SECURITY-crypto.md.
+   It is *not* encryption: see docs/SECURITY.md.
 
-Key separation: the DEK is never used directly. The AES-GCM key and the
-projection seed are derived from it with HKDF-SHA256 under distinct labels,
-so the two uses cannot interact.
+Key separation: the DEK is never used directly. The sealing key, the
+fingerprint and the projection seed are derived from it with HKDF-SHA256
+(sealing.derive_key) under distinct salts, so the uses cannot interact.
 
-Encrypted embedding format (version 1)::
-
-    0x01 | nonce (12 random bytes) | AES-256-GCM(float32 little-endian vector) | tag (16)
-
-Associated data: length-prefixed fields (4-byte big-endian length each) of a
-purpose label, the format byte, tenant id, face id, key version (8-byte
-big-endian) and model id. Length prefixes make the encoding unambiguous
-("ab"+"c" and "a"+"bc" differ).
+A sealed embedding's plaintext is the float32 little-endian vector; its
+associated data binds a purpose label, tenant id, face id, key version and
+model id, so a blob moved to another face, tenant, version or model does not open.
 
 Pure Python + NumPy + cryptography; no Django.
 """
 
 from __future__ import annotations
 
-import hmac
 import math
 import os
 import threading
@@ -39,11 +34,9 @@ import uuid
 from collections import OrderedDict
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from faceservice import sealing
 
 __all__ = [
     "FORMAT_VERSION",
@@ -60,16 +53,13 @@ __all__ = [
     "reproject",
 ]
 
-FORMAT_VERSION = 1
-_VERSION_BYTE = bytes([FORMAT_VERSION])
-_NONCE_BYTES = 12
-_TAG_BYTES = 16
+FORMAT_VERSION = sealing.FORMAT_VERSION
 _DEK_BYTES = 32
 _MAX_DIMENSION = 8192
 
-_ENCRYPTION_LABEL = b"faceservice/embedding-encryption-key/v1"
-_AAD_LABEL = b"faceservice/embedding-aad/v1"
-_FINGERPRINT_LABEL = b"faceservice/dek-fingerprint/v1"
+_ENCRYPTION_SALT = b"faceservice/embedding-encryption-key/v2"
+_AAD_LABEL = "faceservice/embedding"
+_FINGERPRINT_SALT = b"faceservice/dek-fingerprint/v2"
 _PROJECTION_SALT = b"faceservice/projection-salt/v1"
 _PROJECTION_LABEL = b"faceservice/projection-matrix/v1"
 
@@ -82,19 +72,14 @@ class EmbeddingIntegrityError(Exception):
 # --- helpers --------------------------------------------------------------------------
 
 
-def _lp(*parts: bytes) -> bytes:
-    """Length-prefixed concatenation: unambiguous for any field contents."""
-    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
-
-
-def _text(value: object, name: str) -> bytes:
+def _text(value: object, name: str) -> str:
     if isinstance(value, uuid.UUID):
         value = str(value)
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str (or UUID), not {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} must not be empty")
-    return value.encode("utf-8")
+    return value
 
 
 def _key_version(value: object) -> int:
@@ -114,28 +99,24 @@ def _dek(value: object) -> bytes:
     return value
 
 
-def _expand(dek: bytes, info: bytes) -> bytes:
-    """HKDF-Expand (RFC 5869 §2.3) with the DEK as PRK, one block: the DEK is
-    already a uniformly random 32-byte key, so the extract step adds nothing.
-    T(1) = HMAC-SHA256(PRK, info || 0x01)."""
-    return hmac.digest(dek, info + b"\x01", "sha256")
-
-
 def dek_fingerprint(dek: bytes) -> str:
     """A one-way 128-bit identifier of a DEK (hex), safe to log or use as a
     cache key; it reveals nothing about the key."""
-    return _expand(_dek(dek), _FINGERPRINT_LABEL)[:16].hex()
+    return sealing.derive_key(_dek(dek), salt=_FINGERPRINT_SALT, info=b"")[:16].hex()
+
+
+def _sealing_key(dek: bytes) -> bytes:
+    return sealing.derive_key(_dek(dek), salt=_ENCRYPTION_SALT, info=b"")
 
 
 def _aad(tenant_id: object, face_id: object, key_version: object, model_id: object) -> bytes:
-    return _lp(_AAD_LABEL, _VERSION_BYTE, _text(tenant_id, "tenant_id"),
-               _text(face_id, "face_id"), _key_version(key_version).to_bytes(8, "big"),
-               _text(model_id, "model_id"))
+    return sealing.associated_data(_AAD_LABEL, _text(tenant_id, "tenant_id"), _text(face_id, "face_id"),
+                                   _key_version(key_version), _text(model_id, "model_id"))
 
 
 def encrypted_size(dimension: int) -> int:
     """Size in bytes of an encrypted embedding of ``dimension`` floats."""
-    return 1 + _NONCE_BYTES + 4 * dimension + _TAG_BYTES
+    return sealing.sealed_size(4 * dimension)
 
 
 # --- canonical embedding: AES-256-GCM ---------------------------------------------------
@@ -153,10 +134,8 @@ def encrypt_embedding(*, dek: bytes, embedding: np.ndarray, tenant_id: str, face
     payload = np.ascontiguousarray(vector, dtype="<f4")
     if not np.isfinite(payload).all():
         raise ValueError("embedding contains NaN or infinity")
-    aad = _aad(tenant_id, face_id, key_version, model_id)
-    nonce = os.urandom(_NONCE_BYTES)
-    sealed = AESGCM(_expand(_dek(dek), _ENCRYPTION_LABEL)).encrypt(nonce, payload.tobytes(), aad)
-    return _VERSION_BYTE + nonce + sealed
+    return sealing.seal(_sealing_key(dek), payload.tobytes(),
+                        associated_data=_aad(tenant_id, face_id, key_version, model_id))
 
 
 def decrypt_embedding(*, dek: bytes, ciphertext: bytes, tenant_id: str, face_id: str,
@@ -175,25 +154,21 @@ def decrypt_embeddings(*, dek: bytes, ciphertexts: list[bytes], face_ids: list[s
                        key_version: int, model_id: str, dimension: int | None = None) -> list[np.ndarray]:
     """:func:`decrypt_embedding` for several faces under one key (a search's
     candidates): the key is derived once, not once per face."""
-    aead = AESGCM(_expand(_dek(dek), _ENCRYPTION_LABEL))
-    return [_open(aead, ciphertext, _aad(tenant_id, face_id, key_version, model_id), dimension)
+    key = _sealing_key(dek)
+    return [_open(key, ciphertext, _aad(tenant_id, face_id, key_version, model_id), dimension)
             for ciphertext, face_id in zip(ciphertexts, face_ids, strict=True)]
 
 
-def _open(aead: AESGCM, ciphertext: bytes, aad: bytes, dimension: int | None) -> np.ndarray:
+def _open(key: bytes, ciphertext: bytes, aad: bytes, dimension: int | None) -> np.ndarray:
     if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
         raise TypeError("ciphertext must be bytes")
-    blob = bytes(ciphertext)
-    if len(blob) < 1 + _NONCE_BYTES + _TAG_BYTES + 4 or blob[:1] != _VERSION_BYTE:
-        raise EmbeddingIntegrityError("not an encrypted embedding (unknown format or truncated)")
-    nonce = blob[1:1 + _NONCE_BYTES]
     try:
-        payload = aead.decrypt(nonce, blob[1 + _NONCE_BYTES:], aad)
-    except InvalidTag:
+        payload = sealing.open_sealed(key, ciphertext, associated_data=aad)
+    except sealing.SealError:
         raise EmbeddingIntegrityError(
-            "encrypted embedding failed authentication (tampered, or wrong key / "
+            "encrypted embedding failed authentication (tampered, truncated, or wrong key / "
             "tenant / face / key version / model)") from None
-    if len(payload) % 4:
+    if not payload or len(payload) % 4:
         raise EmbeddingIntegrityError("decrypted payload is not a float32 vector")
     vector = np.frombuffer(payload, dtype="<f4").astype(np.float32)  # native, writable copy
     if dimension is not None and vector.shape[0] != dimension:
@@ -206,10 +181,11 @@ def _open(aead: AESGCM, ciphertext: bytes, aad: bytes, dimension: int | None) ->
 
 
 def _projection_seed(dek: bytes, key_version: int, dimension: int, model_id: str) -> bytes:
-    info = _lp(_PROJECTION_LABEL, _key_version(key_version).to_bytes(8, "big"),
-               _text(model_id, "model_id"), dimension.to_bytes(4, "big"))
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_PROJECTION_SALT,
-                info=info).derive(dek)
+    # Pinned by test_golden_values_pin_the_derivation: these bytes must never
+    # change, or every stored template stops matching.
+    info = sealing.associated_data(_PROJECTION_LABEL, _key_version(key_version),
+                                   _text(model_id, "model_id"), dimension.to_bytes(4, "big"))
+    return sealing.derive_key(dek, salt=_PROJECTION_SALT, info=info)
 
 
 def _gaussian_matrix(seed: bytes, dimension: int) -> np.ndarray:
@@ -338,7 +314,7 @@ def projection_matrix(*, dek: bytes, key_version: int, dimension: int,
     if isinstance(dimension, bool) or not isinstance(dimension, int) \
             or not 2 <= dimension <= _MAX_DIMENSION:
         raise ValueError(f"dimension must be an int in [2, {_MAX_DIMENSION}]")
-    model = _text(model_id, "model_id").decode("utf-8")
+    model = _text(model_id, "model_id")
     cache_key = (dek_fingerprint(dek), key_version, model, dimension)
     matrix = _matrix_cache.get(cache_key)
     if matrix is None:

@@ -10,14 +10,29 @@ from django.db.models import QuerySet
 from audit.models import AuditEvent
 from embeddings.store.models import DeletionRequest, Face
 from embeddings.store.protection import decrypt_embedding
+from faceservice.errors import NotFound
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 
 
+class FaceNotFound(NotFound):
+    default_message = "No such face."
+
+
+class ReceiptNotFound(NotFound):
+    default_message = "No such receipt."
+
+
+class DeletionNotFound(NotFound):
+    default_message = "No such deletion."
+
+
 def face_embedding(*, tenant_id: UUID | str, face_id: UUID) -> tuple[np.ndarray, str]:
-    """The decrypted canonical embedding of one of the tenant's faces, and its model."""
+    """The decrypted canonical embedding of one of the tenant's faces, and its model (FaceNotFound)."""
     with tenant_context(tenant_id):
-        face = Face.objects.get(tenant_id=tenant_id, id=face_id)
+        face = Face.objects.filter(tenant_id=tenant_id, id=face_id).first()
+    if face is None:
+        raise FaceNotFound()
     key = data_keys.data_key(tenant_id=tenant_id, version=face.key_version)
     embedding = decrypt_embedding(dek=key, ciphertext=bytes(face.embedding_ciphertext),
                                   tenant_id=str(tenant_id), face_id=str(face.id),
@@ -36,13 +51,13 @@ def faces_for(*, tenant_id: UUID | str, asset_id: str | None = None,
     return faces
 
 
-def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict | None:
+def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict:
     """A deletion receipt, rebuilt from its audit event (deletions never delete audit events)."""
     with tenant_context(tenant_id):
         event = AuditEvent.objects.filter(tenant_id=tenant_id, receipt_id=receipt_id,
                                           action__in=["faces.deleted", "faces.purged"]).first()
     if event is None:
-        return None
+        raise ReceiptNotFound()
     return {"receipt_id": event.receipt_id,
             "requested": event.target if event.action == "faces.deleted" else {"purge": True},
             "faces_deleted": event.details.get("faces_deleted", 0),
@@ -51,6 +66,9 @@ def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict | None:
             "deleted_at": event.occurred_at}
 
 
-def deletion_request(*, tenant_id: UUID | str, deletion_id: UUID):
+def deletion_request(*, tenant_id: UUID | str, deletion_id: UUID) -> DeletionRequest:
     with tenant_context(tenant_id):
-        return DeletionRequest.objects.filter(tenant_id=tenant_id, id=deletion_id).first()
+        deletion = DeletionRequest.objects.filter(tenant_id=tenant_id, id=deletion_id).first()
+    if deletion is None:
+        raise DeletionNotFound()
+    return deletion

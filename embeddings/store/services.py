@@ -29,6 +29,7 @@ from embeddings.store.protection import (
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import Tenant
+from tenants.webhooks import services as webhooks
 
 
 class DetectedFace(Protocol):
@@ -220,9 +221,12 @@ def delete_faces(*, tenant_id: UUID | str, actor: Actor, face_ids: Sequence[UUID
     return receipt
 
 
-def _notify(tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
-    from embeddings.store.deletion import notify_deleted
+def notify_deleted(*, tenant_id: UUID | str, receipt: dict[str, Any]) -> None:
+    """The faces.deleted webhook: ids and counts only."""
+    webhooks.emit_event(tenant_id=tenant_id, event_type=webhooks.FACES_DELETED, payload=receipt)
 
+
+def _notify(tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
     notify_deleted(tenant_id=tenant_id, receipt={
         "receipt_id": str(receipt.receipt_id), "requested": receipt.requested,
         "faces_deleted": receipt.faces_deleted, "assets_deleted": receipt.assets_deleted,

@@ -1,9 +1,10 @@
-"""One JSON error shape everywhere: {"error": {"code", "message", "request_id"}}.
+"""One JSON error shape everywhere: {"error": {"code", "message", "details"?, "request_id"}}.
 
-Codes are stable strings that clients may branch on; messages are for people.
-Any exception that carries `code` and `http_status` attributes (the face
-engine's ImageError family, for one) is rendered with them, so domain errors
-do not need to know about DRF.
+Rendering only. Services, selectors and the engine raise ApplicationError
+subclasses (faceservice/errors.py) that carry their code, HTTP status, public
+message and details; this handler renders every one of them from those
+attributes, and DRF's own exceptions with the stable codes below. Codes are
+stable strings that clients may branch on; messages are for people.
 """
 
 from __future__ import annotations
@@ -16,56 +17,13 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import connection, transaction
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
 from faceservice.api.logging import current_request_id
+from faceservice.errors import ApplicationError, NotFound, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
-
-
-class ApiError(exceptions.APIException):
-    """Base for our own errors: a status, a stable code and a message."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "bad_request"
-    default_detail = "The request is not valid."
-
-    def __init__(self, message: str | None = None, *, code: str | None = None,
-                 details: Any = None):
-        super().__init__(message or self.default_detail, code or self.default_code)
-        self.code = code or self.default_code
-        self.details = details
-
-
-class NotFound(ApiError):
-    status_code = 404
-    default_code = "not_found"
-    default_detail = "Not found."
-
-
-class Conflict(ApiError):
-    status_code = 409
-    default_code = "conflict"
-    default_detail = "The request conflicts with the current state."
-
-
-class Unprocessable(ApiError):
-    status_code = 422
-    default_code = "unprocessable"
-    default_detail = "The request is well-formed but cannot be processed."
-
-
-class ServiceUnavailable(ApiError):
-    status_code = 503
-    default_code = "service_unavailable"
-    default_detail = "The service is not ready."
-
-
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    default_code = "request_too_large"
-    default_detail = "The request body is larger than this service accepts."
 
 
 # DRF's own exceptions, mapped to our stable codes.
@@ -110,10 +68,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     exc = _translate(exc)
     _roll_back_request()
     headers: dict[str, str] = {}
-    if isinstance(exc, ApiError):
-        return Response(error_body(exc.code, str(exc.detail), exc.details), status=exc.status_code)
-    if hasattr(exc, "http_status") and hasattr(exc, "code") and isinstance(exc.code, str):
-        return Response(error_body(exc.code, str(exc)), status=int(exc.http_status))
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.public_message, exc.details), status=exc.http_status)
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), "error")
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
@@ -148,7 +104,7 @@ def json_server_error(request, *args, **kwargs) -> JsonResponse:
 
 def json_bad_request(request, exception=None, *args, **kwargs) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
-        return JsonResponse(error_body("request_too_large", PayloadTooLarge.default_detail), status=413)
+        return JsonResponse(error_body("request_too_large", PayloadTooLarge.default_message), status=413)
     return JsonResponse(error_body("malformed_request", "The request could not be read."), status=400)
 
 

@@ -8,7 +8,13 @@ from django.conf import settings
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from faceservice.api.errors import PayloadTooLarge
+from faceservice.errors import PayloadTooLarge
+
+
+class UploadedFileTooLarge(PayloadTooLarge):
+    """One uploaded file is over MAX_IMAGE_BYTES (the whole body has its own limit)."""
+
+    code = "image_too_large"
 
 
 class InMemoryOnlyUploadHandler(FileUploadHandler):
@@ -34,8 +40,7 @@ class InMemoryOnlyUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data, start):
         if self.buffer.tell() + len(raw_data) > self.limit:
             self.buffer = io.BytesIO()
-            raise PayloadTooLarge(f"An uploaded file is larger than {self.limit} bytes.",
-                                  code="image_too_large")
+            raise UploadedFileTooLarge(f"An uploaded file is larger than {self.limit} bytes.")
         self.buffer.write(raw_data)
         return None
 

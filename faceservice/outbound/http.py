@@ -40,7 +40,7 @@ from urllib.parse import urljoin
 import httpcore
 import httpx
 
-from embeddings.engine.errors import FetchFailed, FetchRefused, FetchTimeout, ImageTooLarge
+from faceservice.outbound.errors import FetchFailed, FetchRefused, FetchTimeout, ImageTooLarge
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NetworkLike = str | ipaddress.IPv4Network | ipaddress.IPv6Network

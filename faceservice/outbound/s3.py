@@ -12,7 +12,7 @@ import threading
 from collections.abc import Collection
 from typing import Any
 
-from embeddings.engine.errors import FetchFailed, FetchRefused, FetchTimeout, ImageTooLarge, S3ObjectNotFound
+from faceservice.outbound.errors import FetchFailed, FetchRefused, FetchTimeout, ImageTooLarge, S3ObjectNotFound
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchVersion"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId",

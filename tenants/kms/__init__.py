@@ -9,7 +9,7 @@ these in its own services. Public API::
     # store dk.wrapped and dk.master_key_id; keep dk.plaintext in memory only
     dek = provider.decrypt_data_key(wrapped=..., context=..., master_key_id=...)
 
-See docs/SECURITY-crypto.md for the key hierarchy.
+See docs/SECURITY.md, "1. Key hierarchy".
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ plaintext for a short while. The cache is deliberately narrow:
 - never pickled, copied or shown: ``repr`` has counts only, pickling raises.
 
 Python cannot reliably wipe ``bytes``; eviction drops our reference and
-leaves the memory to the allocator. See docs/SECURITY-crypto.md.
+leaves the memory to the allocator. See docs/SECURITY.md, "4. Plaintext keys in memory".
 """
 
 from __future__ import annotations

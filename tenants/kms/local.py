@@ -2,7 +2,7 @@
 
 For development, tests and single-host installs. The master keys sit on the
 same host as the data they protect, so this is weaker than a real KMS (see
-docs/SECURITY-crypto.md); production should use ``aws``.
+docs/SECURITY.md, "5. Providers"); production should use ``aws``.
 
 Keyring file (text, one master key per line, newest last)::
 
@@ -24,12 +24,10 @@ Keyring file (text, one master key per line, newest last)::
 - Every process re-reads the file when it changes (stat on each operation), so
   a rotation done by one process is seen by the others.
 
-Wrapped data key format ``lk1``::
-
-    b"lk1" | u8 len(key_id) | key_id (ASCII) | nonce (12) | AES-256-GCM(ct 32 + tag 16)
-
-with associated data = a fixed label, the header above and the canonical
-(sorted JSON) encryption context.
+A wrapped data key is a faceservice/sealing.py blob of the 32-byte key under
+the master key, bound (associated data) to a fixed label, the master key id
+and the canonical (sorted JSON) encryption context: it opens only under the
+master key id and context the caller stored with it.
 """
 
 from __future__ import annotations
@@ -49,8 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from faceservice import sealing
 
 from .base import (
     DATA_KEY_BYTES,
@@ -63,10 +60,7 @@ from .base import (
 from .errors import DecryptionFailed, InsecureKeyFile, KeyDisabled, KeyNotFound, KmsError
 
 KEYRING_MAGIC = "# faceservice-local-kms-keyring v1"
-WRAP_VERSION = b"lk1"
-_AAD_LABEL = b"faceservice/local-kms/wrap/v1\x00"
-_NONCE_BYTES = 12
-_TAG_BYTES = 16
+_WRAP_LABEL = "faceservice/local-kms/wrap"
 _KEY_ID_RE = re.compile(r"^local-(\d{6})$")
 _STATES = {"enabled": KeyState.ENABLED, "disabled": KeyState.DISABLED}
 _STATE_NAMES = {v: k for k, v in _STATES.items()}
@@ -93,6 +87,10 @@ def _format_key_id(number: int) -> str:
     if not 0 < number <= 999_999:
         raise KmsError("local keyring is full")
     return f"local-{number:06d}"
+
+
+def _wrap_aad(key_id: str, context: Mapping[str, str]) -> bytes:
+    return sealing.associated_data(_WRAP_LABEL, key_id, canonical_context(context))
 
 
 def _serialize(keys: Mapping[str, _MasterKey]) -> bytes:
@@ -372,36 +370,18 @@ class LocalKmsProvider(KmsProvider):
         return self._key(master_key_id).state
 
     def _wrap(self, key: _MasterKey, plaintext: bytes, context: Mapping[str, str]) -> bytes:
-        kid = key.key_id.encode("ascii")
-        header = WRAP_VERSION + bytes([len(kid)]) + kid
-        nonce = os.urandom(_NONCE_BYTES)
-        aad = _AAD_LABEL + header + canonical_context(context)
-        return header + nonce + AESGCM(key.material).encrypt(nonce, plaintext, aad)
+        return sealing.seal(key.material, plaintext, associated_data=_wrap_aad(key.key_id, context))
 
     def _unwrap(self, wrapped: bytes, context: Mapping[str, str], master_key_id: str) -> bytes:
         blob = check_wrapped(wrapped)
-        aad_context = canonical_context(context)
-        if len(blob) < 4 or blob[:3] != WRAP_VERSION:
-            raise DecryptionFailed("not a local-KMS wrapped key (unknown format)")
-        kid_len = blob[3]
-        kid_end = 4 + kid_len
-        if len(blob) != kid_end + _NONCE_BYTES + DATA_KEY_BYTES + _TAG_BYTES:
+        aad = _wrap_aad(master_key_id, context)
+        if len(blob) != sealing.sealed_size(DATA_KEY_BYTES):
             raise DecryptionFailed("wrapped key has the wrong length")
-        try:
-            blob_key_id = blob[4:kid_end].decode("ascii")
-        except UnicodeDecodeError:
-            raise DecryptionFailed("wrapped key has a malformed key id") from None
-        if blob_key_id != master_key_id:
-            raise DecryptionFailed(f"wrapped key was not made under master key {master_key_id}")
         key = self._usable_key(master_key_id)
-        nonce = blob[kid_end:kid_end + _NONCE_BYTES]
         try:
-            plaintext = AESGCM(key.material).decrypt(
-                nonce, blob[kid_end + _NONCE_BYTES:], _AAD_LABEL + blob[:kid_end] + aad_context)
-        except InvalidTag:
-            raise DecryptionFailed(
-                f"wrapped key did not verify under {master_key_id} with this context") from None
-        return plaintext
+            return sealing.open_sealed(key.material, blob, associated_data=aad)
+        except sealing.SealError:
+            raise DecryptionFailed(f"wrapped key did not verify under {master_key_id} with this context") from None
 
     def generate_data_key(self, *, context: Mapping[str, str]) -> DataKey:
         canonical_context(context)  # validate before touching keys
@@ -410,8 +390,7 @@ class LocalKmsProvider(KmsProvider):
         return DataKey(plaintext=plaintext, wrapped=self._wrap(key, plaintext, context),
                        master_key_id=key.key_id)
 
-    def decrypt_data_key(self, *, wrapped: bytes, context: Mapping[str, str],
-                         master_key_id: str) -> bytes:
+    def decrypt_data_key(self, *, wrapped: bytes, context: Mapping[str, str], master_key_id: str) -> bytes:
         return self._unwrap(wrapped, context, master_key_id)
 
     def rewrap(self, *, wrapped: bytes, context: Mapping[str, str], source_key_id: str,

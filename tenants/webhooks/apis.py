@@ -6,10 +6,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from faceservice.api.errors import Conflict, NotFound
 from faceservice.api.pagination import NewestFirstCursorPagination
 from faceservice.api.views import TenantAPIView
 from tenants.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from tenants.webhooks import selectors
 from tenants.webhooks import services as webhooks
 
 ROLES = ("admin",)
@@ -83,17 +83,6 @@ class DeliveryFilterInput(serializers.Serializer):
     event_type = serializers.CharField(max_length=64, required=False)
 
 
-def _invalid(exc: Exception) -> Exception:
-    return serializers.ValidationError({"webhook": [str(exc)]})
-
-
-def _endpoint_or_404(tenant_id, endpoint_id) -> WebhookEndpoint:
-    try:
-        return webhooks.endpoint_of(tenant_id=tenant_id, endpoint_id=endpoint_id)
-    except webhooks.EndpointNotFound:
-        raise NotFound("No such webhook endpoint.") from None
-
-
 # --- Views --------------------------------------------------------------------------------
 
 class WebhookEndpointListApi(TenantAPIView):
@@ -102,7 +91,7 @@ class WebhookEndpointListApi(TenantAPIView):
     @extend_schema(responses=EndpointOutput(many=True), summary="List webhook endpoints")
     def get(self, request):
         paginator = NewestFirstCursorPagination()
-        endpoints = webhooks.endpoints_of(tenant_id=self.tenant_id)
+        endpoints = selectors.endpoints_of(tenant_id=self.tenant_id)
         page = paginator.paginate_queryset(endpoints, request, view=self)
         return paginator.get_paginated_response(EndpointOutput(page, many=True).data)
 
@@ -111,10 +100,7 @@ class WebhookEndpointListApi(TenantAPIView):
     def post(self, request):
         data = EndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            issued = webhooks.create_endpoint(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
-        except webhooks.InvalidEndpoint as exc:
-            raise _invalid(exc) from None
+        issued = webhooks.create_endpoint(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
         return Response(_with_secret(issued), status=status.HTTP_201_CREATED)
 
 
@@ -123,28 +109,20 @@ class WebhookEndpointApi(TenantAPIView):
 
     @extend_schema(responses={200: EndpointOutput, 404: ERRORS[404]}, summary="A webhook endpoint")
     def get(self, request, endpoint_id):
-        return Response(EndpointOutput(_endpoint_or_404(self.tenant_id, endpoint_id)).data)
+        return Response(EndpointOutput(selectors.endpoint_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id)).data)
 
     @extend_schema(request=EndpointUpdateInput, responses={200: EndpointOutput, **ERRORS},
                    summary="Change a webhook endpoint (url, events, description, enabled)")
     def patch(self, request, endpoint_id):
         data = EndpointUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            endpoint = webhooks.update_endpoint(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
-                                                actor=self.actor(), **data.validated_data)
-        except webhooks.EndpointNotFound:
-            raise NotFound("No such webhook endpoint.") from None
-        except webhooks.InvalidEndpoint as exc:
-            raise _invalid(exc) from None
+        endpoint = webhooks.update_endpoint(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                            actor=self.actor(), **data.validated_data)
         return Response(EndpointOutput(endpoint).data)
 
     @extend_schema(responses={204: None, 404: ERRORS[404]}, summary="Delete a webhook endpoint")
     def delete(self, request, endpoint_id):
-        try:
-            webhooks.delete_endpoint(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
-        except webhooks.EndpointNotFound:
-            raise NotFound("No such webhook endpoint.") from None
+        webhooks.delete_endpoint(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -154,10 +132,7 @@ class WebhookSecretRotationApi(TenantAPIView):
     @extend_schema(request=None, responses={200: EndpointWithSecretOutput, 404: ERRORS[404]},
                    summary="Rotate the signing secret (the old one also signs for a grace period)")
     def post(self, request, endpoint_id):
-        try:
-            issued = webhooks.rotate_secret(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
-        except webhooks.EndpointNotFound:
-            raise NotFound("No such webhook endpoint.") from None
+        issued = webhooks.rotate_secret(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
         return Response(_with_secret(issued))
 
 
@@ -168,13 +143,7 @@ class WebhookTestApi(TenantAPIView):
                                             409: OpenApiResponse(description="The endpoint is disabled")},
                    summary="Send a webhook.test event to this endpoint")
     def post(self, request, endpoint_id):
-        try:
-            delivery = webhooks.send_test_event(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
-                                                actor=self.actor())
-        except webhooks.EndpointNotFound:
-            raise NotFound("No such webhook endpoint.") from None
-        except webhooks.EndpointDisabled:
-            raise Conflict("The endpoint is disabled; enable it first.", code="endpoint_disabled") from None
+        delivery = webhooks.send_test_event(tenant_id=self.tenant_id, endpoint_id=endpoint_id, actor=self.actor())
         return Response(DeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -186,11 +155,8 @@ class WebhookDeliveryListApi(TenantAPIView):
     def get(self, request, endpoint_id):
         filters = DeliveryFilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        try:
-            deliveries = webhooks.deliveries_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
-                                                **filters.validated_data)
-        except webhooks.EndpointNotFound:
-            raise NotFound("No such webhook endpoint.") from None
+        deliveries = selectors.deliveries_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
+                                             **filters.validated_data)
         paginator = NewestFirstCursorPagination()
         page = paginator.paginate_queryset(deliveries, request, view=self)
         return paginator.get_paginated_response(DeliveryOutput(page, many=True).data)
@@ -202,11 +168,7 @@ class WebhookDeliveryApi(TenantAPIView):
     @extend_schema(responses={200: DeliveryDetailOutput, 404: ERRORS[404]},
                    summary="One delivery with its payload and the log of every attempt")
     def get(self, request, endpoint_id, delivery_id):
-        try:
-            delivery = webhooks.delivery_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
-                                            delivery_id=delivery_id)
-        except (webhooks.EndpointNotFound, webhooks.DeliveryNotFound):
-            raise NotFound("No such delivery.") from None
+        delivery = selectors.delivery_of(tenant_id=self.tenant_id, endpoint_id=endpoint_id, delivery_id=delivery_id)
         return Response(DeliveryDetailOutput(delivery).data)
 
 
@@ -217,11 +179,6 @@ class WebhookRedeliveryApi(TenantAPIView):
                                             409: OpenApiResponse(description="The endpoint is disabled")},
                    summary="Send a delivery's event again (same webhook-id, new attempts)")
     def post(self, request, endpoint_id, delivery_id):
-        try:
-            again = webhooks.redeliver(tenant_id=self.tenant_id, endpoint_id=endpoint_id,
-                                       delivery_id=delivery_id, actor=self.actor())
-        except (webhooks.EndpointNotFound, webhooks.DeliveryNotFound):
-            raise NotFound("No such delivery.") from None
-        except webhooks.EndpointDisabled:
-            raise Conflict("The endpoint is disabled; enable it first.", code="endpoint_disabled") from None
+        again = webhooks.redeliver(tenant_id=self.tenant_id, endpoint_id=endpoint_id, delivery_id=delivery_id,
+                                   actor=self.actor())
         return Response(DeliveryOutput(again).data, status=status.HTTP_202_ACCEPTED)

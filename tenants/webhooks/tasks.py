@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from tenants.webhooks import services as webhooks
+from tenants.webhooks import delivery
+from tenants.webhooks.services import DELIVER_TASK
 
 
-@shared_task(name=webhooks.DELIVER_TASK, ignore_result=True)
+@shared_task(name=DELIVER_TASK, ignore_result=True)
 def deliver_webhook(tenant_id: str, delivery_id: str) -> str:
-    return webhooks.deliver(tenant_id=tenant_id, delivery_id=delivery_id)
+    return delivery.deliver(tenant_id=tenant_id, delivery_id=delivery_id)
 
 
 @shared_task(name="tenants.sweep_webhook_deliveries", ignore_result=True)
 def sweep_webhook_deliveries() -> int:
-    return webhooks.sweep_deliveries()
+    return delivery.sweep_deliveries()

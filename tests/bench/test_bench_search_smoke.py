@@ -22,6 +22,7 @@ from tests.conftest import MODELS_DIR
 # --- pure parts -----------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_split_people_enrols_first_photo_with_a_face():
     people = {
         "alice": [Path("alice/1.jpg"), Path("alice/2.jpg"), Path("alice/3.jpg")],
@@ -40,6 +41,7 @@ def test_split_people_enrols_first_photo_with_a_face():
     assert (split.multi_photo_people, split.gallery_no_face, split.gallery_first_photo_no_face) == (3, 1, 1)
 
 
+@pytest.mark.pure
 def test_brute_force_scoring_and_agreement():
     gallery = np.eye(3, dtype=np.float32)
     labels, assets = ["a", "b", "c"], ["a/1", "b/1", "c/1"]
@@ -67,6 +69,7 @@ def test_brute_force_scoring_and_agreement():
     assert agreement["max_abs_similarity_delta"] < 1e-6
 
 
+@pytest.mark.pure
 def test_latency_helpers():
     vectors = latency.random_unit_vectors(50, 16, seed=1)
     assert vectors.shape == (50, 16) and vectors.dtype == np.float32

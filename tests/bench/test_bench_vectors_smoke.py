@@ -22,6 +22,7 @@ from bench.vectors_data import (
 )
 
 
+@pytest.mark.pure
 def test_tenant_sizes_are_very_unequal_and_add_up():
     sizes = tenant_sizes(100_000, tenants=100)
     assert sum(sizes) == 100_000 and len(sizes) == 100
@@ -32,6 +33,7 @@ def test_tenant_sizes_are_very_unequal_and_add_up():
     assert bucket_of(500, giant=False) == "tiny" and bucket_of(5000, giant=False) == "mid"
 
 
+@pytest.mark.pure
 def test_samples_look_like_face_embeddings():
     tenant = make_tenant(0, 3000, 128, queries=50, seed=1)
     x, ids = tenant.embeddings, tenant.identity
@@ -50,6 +52,7 @@ def test_samples_look_like_face_embeddings():
     assert (best < 0.99).all() and np.mean(best) > 0.5
 
 
+@pytest.mark.pure
 def test_ground_truth_and_recall():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5000, 32)).astype(np.float32)

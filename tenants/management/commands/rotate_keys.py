@@ -3,8 +3,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.services import Actor
+from embeddings.store.services import reencrypt_batch
 from tenants import data_keys
 from tenants.models import Tenant
+from tenants.tasks import reencrypt_tenant_faces
 
 
 class Command(BaseCommand):
@@ -30,9 +32,6 @@ class Command(BaseCommand):
         return self._master(options["destination"], actor)
 
     def _tenant(self, name: str, background: bool, resume: bool, actor: Actor) -> None:
-        from embeddings.store.services import reencrypt_batch
-        from tenants.tasks import reencrypt_tenant_faces
-
         tenant = Tenant.objects.filter(name=name).first()
         if tenant is None:
             raise CommandError(f"no tenant named '{name}'")

@@ -1,0 +1,116 @@
+"""Recovery of index jobs: the sweeper, every INDEX_SWEEP_INTERVAL_SECONDS from beat.
+
+Assets whose worker died (lease expired: durable.lease_expired) go back to
+the queue, or fail after INDEX_MAX_ATTEMPTS; messages that never arrived are
+sent again; due retries whose message was lost are sent again; expired inline
+images fail their asset; pending assets are dispatched; finished jobs past
+retention are deleted. Safe to run anywhere, any number of times: a duplicate
+message is harmless, as the claim decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from embeddings.indexing import inline_images
+from embeddings.indexing.claims import WORKING
+from embeddings.indexing.completion import finish_failed
+from embeddings.indexing.dispatch import dispatch_all, publish_after_commit
+from embeddings.indexing.failures import Failure
+from embeddings.indexing.services import NOT_FINISHED, Asset
+from embeddings.models import IndexJob, IndexJobAsset, InlineImage
+from faceservice import durable
+from faceservice.tenancy import platform_scope, tenant_context
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    leases_recovered: int = 0
+    messages_resent: int = 0
+    retries_resent: int = 0
+    inline_expired: int = 0
+    dispatched: int = 0
+    jobs_purged: int = 0
+
+
+def sweep(*, now: datetime | None = None) -> SweepReport:
+    """Periodic recovery; safe to run anywhere, any number of times (see the module docstring)."""
+    now = now or timezone.now()
+    report = SweepReport()
+    report.leases_recovered = _recover_expired_leases(now)
+    report.messages_resent = _resend(Asset.QUEUED, "dispatched_at",
+                                     now - timedelta(seconds=settings.INDEX_REQUEUE_AFTER_SECONDS), now)
+    grace = max(60.0, 2 * settings.INDEX_SWEEP_INTERVAL_SECONDS)
+    report.retries_resent = _resend(Asset.RETRY_WAIT, "next_attempt_at", now - timedelta(seconds=grace), now)
+    report.inline_expired = _expire_inline_images(now)
+    report.dispatched = dispatch_all()
+    report.jobs_purged = purge_finished_jobs(now=now)
+    return report
+
+
+def _recover_expired_leases(now: datetime) -> int:
+    expired_lease = durable.lease_expired(working=WORKING, now=now)
+    with platform_scope():
+        expired = list(IndexJobAsset.objects.filter(expired_lease).values_list("tenant_id", "id")[:1000])
+    for tenant_id, job_asset_id in expired:
+        with tenant_context(tenant_id):
+            row = IndexJobAsset.objects.select_for_update().filter(expired_lease, id=job_asset_id).first()
+            if row is None:
+                continue
+            if row.attempts >= settings.INDEX_MAX_ATTEMPTS:
+                finish_failed(row, Failure("worker_lost", f"the worker processing this asset stopped "
+                                           f"{row.attempts} times", transient=False), now)
+                continue
+            row.state, row.dispatched_at, row.lease_expires_at = Asset.QUEUED, now, None
+            row.save(update_fields=["state", "dispatched_at", "lease_expires_at"])
+        logger.warning("index asset lease expired; re-queued",
+                       extra={"tenant_id": str(tenant_id), "job_asset_id": str(job_asset_id)})
+        publish_after_commit(tenant_id, [job_asset_id])
+    return len(expired)
+
+
+def _resend(state: str, since_field: str, older_than: datetime, now: datetime) -> int:
+    """Send again the messages of assets in `state` that nobody picked up in time."""
+    with platform_scope():
+        stuck = list(IndexJobAsset.objects.filter(state=state, **{f"{since_field}__lt": older_than})
+                     .values_list("tenant_id", "id")[:1000])
+        # Move the clock so the next sweep waits again before re-sending.
+        IndexJobAsset.objects.filter(id__in=[i for _, i in stuck], state=state).update(**{since_field: now})
+    for tenant_id, job_asset_id in stuck:
+        publish_after_commit(tenant_id, [job_asset_id])
+    return len(stuck)
+
+
+def _expire_inline_images(now: datetime) -> int:
+    with platform_scope():
+        expired = list(InlineImage.objects.filter(expires_at__lte=now).values_list("tenant_id", "job_asset_id")[:1000])
+    for tenant_id, job_asset_id in expired:
+        with tenant_context(tenant_id):
+            row = IndexJobAsset.objects.select_for_update().filter(id=job_asset_id, state__in=NOT_FINISHED).first()
+            if row is not None:
+                finish_failed(row, Failure(inline_images.InlineImageUnavailable.code,
+                                           "the inline image expired before a worker processed it",
+                                           transient=False), now)
+            inline_images.discard(tenant_id=tenant_id, job_asset_ids=[job_asset_id])
+    return len(expired)
+
+
+def purge_finished_jobs(*, now: datetime | None = None, limit: int = 20) -> int:
+    """Delete jobs (and their per-asset results) finished more than INDEX_JOB_RETENTION_DAYS ago.
+
+    A few jobs per sweep (each may hold 1,000 asset rows): the backlog drains
+    over successive sweeps without one long delete.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.INDEX_JOB_RETENTION_DAYS)
+    with platform_scope():
+        ids = list(IndexJob.objects.filter(finished_at__lt=cutoff).values_list("id", flat=True)[:limit])
+        if ids:
+            IndexJob.objects.filter(id__in=ids).delete()
+    return len(ids)

@@ -1,0 +1,64 @@
+"""Celery: the broker, the queues, and the one beat schedule of every periodic task."""
+
+from pydantic import Field
+
+from faceservice.settings.database import REDIS_URL
+from faceservice.settings.environment import Variables, export, read, shown
+
+
+class Celery(Variables):
+    """Celery broker and periodic tasks"""
+
+    CELERY_BROKER_URL: str = Field(
+        default_factory=lambda: REDIS_URL, json_schema_extra=shown("`REDIS_URL`"),
+        description="a separate broker, if wanted")
+    CELERY_VISIBILITY_TIMEOUT: int = Field(
+        600, exclude=True,
+        description="seconds before an unacknowledged task is delivered again; longer than the longest task")
+    INDEX_SWEEP_INTERVAL_SECONDS: float = Field(30.0, description="how often beat sweeps stuck index jobs")
+    FACE_PURGE_INTERVAL_SECONDS: int = Field(
+        3600, description="how often beat purges faces past a tenant's `face_retention_days`")
+    WEBHOOK_SWEEP_INTERVAL_SECONDS: float = Field(15.0, description="how often beat sweeps webhook deliveries")
+    TENANT_INDEX_INTERVAL_SECONDS: int = Field(
+        600, description="how often Celery beat builds missing per-tenant indexes (`CREATE INDEX CONCURRENTLY`) "
+        "and drops those of tenants purged or shrunk to half of `EXACT_SEARCH_MAX_FACES`; "
+        "`manage.py maintain_tenant_vector_indexes [--dry-run]` does the same at once")
+    AUDIT_ANCHOR_INTERVAL_SECONDS: int = Field(3600, description="how often beat anchors the audit chain heads")
+
+
+_celery = read(Celery)
+export(_celery, globals())
+
+CELERY_RESULT_BACKEND = None  # job state lives in PostgreSQL, the source of truth
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _celery.CELERY_VISIBILITY_TIMEOUT}
+CELERY_TASK_ALWAYS_EAGER = False
+
+# Queues: indexing, webhooks and periodic upkeep apart, so a deep indexing queue
+# never delays a webhook or the sweeper. A worker started without -Q consumes
+# all of them; production can run dedicated workers per queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {"celery": {}, "index": {}, "webhooks": {}}
+CELERY_TASK_ROUTES = {
+    "embeddings.index_asset": {"queue": "index"},
+    "tenants.deliver_webhook": {"queue": "webhooks"},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "audit-anchor-chain-heads": {
+        "task": "audit.anchor_chain_heads", "schedule": _celery.AUDIT_ANCHOR_INTERVAL_SECONDS},
+    "audit-purge-expired-events": {"task": "audit.purge_expired_events", "schedule": 24 * 3600},
+    "audit-verify-chains": {"task": "audit.verify_chains", "schedule": 24 * 3600},
+    "index-jobs-sweep": {"task": "embeddings.sweep_index_jobs", "schedule": _celery.INDEX_SWEEP_INTERVAL_SECONDS},
+    "faces-purge-expired": {
+        "task": "embeddings.purge_expired_faces", "schedule": _celery.FACE_PURGE_INTERVAL_SECONDS},
+    "webhooks-sweep": {
+        "task": "tenants.sweep_webhook_deliveries", "schedule": _celery.WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    "vector-tenant-indexes": {
+        "task": "embeddings.maintain_tenant_indexes", "schedule": _celery.TENANT_INDEX_INTERVAL_SECONDS},
+    "keys-resume-rotations": {"task": "tenants.resume_key_rotations", "schedule": 15 * 60},
+}

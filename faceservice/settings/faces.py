@@ -1,0 +1,46 @@
+"""The face engine (embeddings/engine), match thresholds and the face store."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from faceservice.settings.environment import Variables, export, read, shown
+
+
+class Faces(Variables):
+    """Face engine and face store"""
+
+    FACE_MODEL_ROOT: str = Field(
+        str(Path.home() / ".insightface"), json_schema_extra=shown("`~/.insightface` (`/models` in the image)"),
+        description="folder holding model packs")
+    FACE_MODEL_PACK: str = Field("buffalo_l", description="the pack's folder name")
+    FACE_DEVICE: str = Field(
+        "cpu", description="`cpu`, `cuda` or `auto` (CUDA needs an image with `onnxruntime-gpu`)")
+    # One onnxruntime thread per process by default: its pool of one thread per core
+    # keeps spinning after each call and doubled a search's CPU on a shared box
+    # (docs/BENCHMARKS.md, "Search latency"). Scale by processes.
+    FACE_MODEL_THREADS: int = Field(
+        1, description="onnxruntime intra-op threads per process (0: onnxruntime decides). One thread per "
+        "process and more processes serve more searches than one process with a thread per core: the idle "
+        "pool keeps spinning and competes with PostgreSQL (docs/BENCHMARKS.md, \"Search latency\")")
+    FACE_DET_SIZE: int = Field(640, description="detector input size")
+    # 0.35 sits above the highest different-person score measured for the test pack
+    # (0.309) and keeps TAR@FAR=1e-3 near 98 % (see docs/MODELS.md).
+    FACE_MATCH_THRESHOLD: float = Field(
+        0.35, description="cosine similarity at which compare (1:1) calls two faces the same person; "
+        "calibrate per pack")
+    # Higher than the 1:1 point: against a gallery of N people the chance that some
+    # stranger clears a threshold grows with N. On LFW dev-train (804 people, the
+    # test pack) 0.35 gave 43 % of non-enrolled people a wrong match, 0.45 gave
+    # 1.4 % and still identified 92 % of the enrolled ones (docs/BENCHMARKS.md,
+    # "Identification accuracy").
+    SEARCH_MATCH_THRESHOLD: float = Field(
+        0.45, description="default minimum similarity of a search (1:N) match: higher than the 1:1 point "
+        "because a larger gallery holds more look-alikes; calibrate per pack and gallery size")
+    PROJECTION_CACHE_MAX_ENTRIES: int = Field(
+        256, description="tenants' projection matrices cached per process (d·d·4 bytes each: 1 MiB at 512-d)")
+    DELETE_SYNC_MAX_FACES: int = Field(
+        10000, description="deletions matching more faces run in a worker (202 + `/v1/deletions/<id>`)")
+
+
+export(read(Faces), globals())

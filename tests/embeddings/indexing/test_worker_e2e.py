@@ -1,0 +1,276 @@
+"""End to end through real Celery worker processes, real Redis, PostgreSQL, moto S3 and real photos.
+
+Submit a job over the API with URL, S3 and inline sources, watch its progress,
+receive the signed webhook on a local receiver (verified with standardwebhooks),
+then find the indexed faces by searching with another photo of the same person.
+Then: SIGKILL a worker in the middle of a job and start another; the job
+finishes with every asset indexed exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from rest_framework.test import APIClient
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from audit.models import AuditEvent
+from audit.services import Actor
+from embeddings.engine import decode_image
+from embeddings.face_engine import face_engine
+from embeddings.models import Asset, Face, IndexJob, IndexJobAsset
+from embeddings.search import selectors
+from tenants import services as tenant_services
+from tenants.webhooks import services as webhooks
+from tests.conftest import FACES_DIR, PROJECT_DIR, count, find
+
+KNOWN = FACES_DIR / "known-people"
+GROUPS = FACES_DIR / "group-photos"
+TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
+
+pytestmark = pytest.mark.skipif(not KNOWN.is_dir(), reason=f"{KNOWN} is missing")
+
+
+class Worker:
+    """`celery -A faceservice worker` in its own process group, logging to a file."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str], *, concurrency: int = 2, beat: bool = False):
+        self.name = f"e2e-{uuid.uuid4().hex[:8]}"
+        self.log = log_dir / f"{self.name}.log"
+        self.args = [sys.executable, "-m", "celery", "-A", "faceservice", "worker", "--loglevel", "INFO",
+                     "--pool", "prefork", "--concurrency", str(concurrency), "-n", f"{self.name}@%h",
+                     "--without-gossip", "--without-mingle"]
+        if beat:  # the periodic sweepers, as `celery beat` would send them
+            self.args += ["-B", "--schedule", str(log_dir / f"{self.name}-beat")]
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> Worker:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(self.args, env=self.env, cwd=PROJECT_DIR, stdout=out, stderr=out,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while b" ready." not in self.log.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.tail()}")
+            time.sleep(0.2)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the main process and its pool children, no goodbyes."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    return {**os.environ, "FETCH_ALLOWED_NETWORKS": "127.0.0.0/8", "FACE_MODEL_THREADS": "1",
+            "INDEX_SWEEP_INTERVAL_SECONDS": "1", "WEBHOOK_SWEEP_INTERVAL_SECONDS": "1",
+            "PYTHONPATH": str(PROJECT_DIR)}
+
+
+@pytest.fixture
+def start_worker(tmp_path, worker_env):
+    started: list[Worker] = []
+
+    def start(**kwargs) -> Worker:
+        env = {**worker_env, **kwargs.pop("env", {})}
+        worker = Worker(tmp_path, env, **kwargs)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def committed_tenant(committed_db):
+    return tenant_services.create_tenant(name=f"e2e-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))
+
+
+def api_client(tenant, roles=("indexer",)) -> APIClient:
+    issued = tenant_services.create_api_key(tenant_id=tenant.id, name="e2e", roles=list(roles),
+                                            actor=Actor.operator("tests"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
+    return client
+
+
+def wait_for(predicate, timeout: float, what: str, worker: Worker | None = None, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{worker.tail()}" if worker else ""))
+
+
+def s3_bucket_with(files: dict[str, Path]) -> str:
+    s3 = boto3.session.Session().client("s3")
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    for key, path in files.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return bucket
+
+
+def inline(path: Path) -> dict:
+    return {"base64": base64.b64encode(path.read_bytes()).decode()}
+
+
+def probe_embedding(path: Path):
+    face = face_engine().embed_single_largest(decode_image(path.read_bytes()))
+    assert face is not None
+    return face.embedding
+
+
+def test_a_job_of_real_photos_runs_on_a_worker_calls_back_and_is_searchable(
+        committed_tenant, images, start_worker, settings):
+    tenant = committed_tenant
+    issued = webhooks.create_endpoint(tenant_id=tenant.id, url=images.url("/hooks/faces"),
+                                      events=["job.succeeded", "job.failed"], actor=Actor.system("tests"))
+    signer = Webhook(issued.secret)
+
+    def verify(request):
+        try:
+            return signer.verify(request.body, request.headers)
+        except WebhookVerificationError as exc:
+            return exc
+
+    images.on_request = verify
+    images.serve("/hooks/faces", (200, b"thanks"))
+    obama_url = images.serve("/photos/obama.jpg", (200, (KNOWN / "enroll/obama/obama.jpg").read_bytes()))
+    biden_url = images.serve("/photos/biden.jpg", (200, (KNOWN / "enroll/biden/biden.jpg").read_bytes()))
+    bucket = s3_bucket_with({"kit/john1.jpeg": KNOWN / "enroll/kit_harington/john1.jpeg",
+                             "rose/img1.jpg": KNOWN / "enroll/rose_leslie/img1.jpg"})
+    worker = start_worker(concurrency=2)
+
+    client = api_client(tenant)
+    assets = [
+        {"asset_id": "url/obama", "subject_id": "obama", "image": {"url": obama_url}},
+        {"asset_id": "url/biden", "subject_id": "biden", "image": {"url": biden_url}},
+        {"asset_id": "s3/kit", "subject_id": "kit_harington",
+         "image": {"s3": {"bucket": bucket, "key": "kit/john1.jpeg"}}},
+        {"asset_id": "s3/rose", "subject_id": "rose_leslie",
+         "image": {"s3": {"bucket": bucket, "key": "rose/img1.jpg"}}},
+        {"asset_id": "inline/alex", "subject_id": "alex_lacamoire",
+         "image": inline(KNOWN / "enroll/alex_lacamoire/img1.jpg")},
+        {"asset_id": "inline/group", "image": inline(GROUPS / "016_8.jpg")},
+    ]
+    submitted = client.post("/v1/index-jobs", {"assets": assets, "options": {"min_face_size": 10}}, format="json",
+                            HTTP_IDEMPOTENCY_KEY=f"e2e-{tenant.id}")
+    assert submitted.status_code == 202, submitted.content
+    status_url = submitted.json()["status_url"]
+
+    progress = []
+
+    def finished():
+        job = client.get(status_url).json()
+        progress.append(job["progress"])
+        return job if job["state"] in TERMINAL else None
+
+    job = wait_for(finished, 120, "the job to finish", worker, every=0.2)
+    assert job["state"] == "succeeded", job
+    assert progress == sorted(progress) and progress[-1] == 1.0  # progress only moves forward
+    assert job["counts"]["assets_done"] == 6 and job["counts"]["faces_indexed"] >= 5 + 8
+    assert job["timings"]["queue_ms"] is not None and job["timings"]["run_ms"] is not None
+    results = {r["asset_id"]: r for r in client.get(job["results_url"]).json()["results"]}
+    assert len(results["inline/group"]["faces"]) == 8
+    assert results["url/obama"]["source"] == {"kind": "url", "host": f"127.0.0.1:{images._server.server_port}"}
+    assert all(r["state"] == "succeeded" and r["attempts"] == 1 for r in results.values())
+
+    # The signed webhook arrived, and the package verified it.
+    hook = wait_for(lambda: [r for r in images.received if r.path == "/hooks/faces"], 30, "the webhook", worker)
+    assert not isinstance(hook[0].verified, Exception), hook[0].verified
+    assert hook[0].verified["type"] == "job.succeeded" and hook[0].verified["data"]["job_id"] == job["id"]
+    assert "base64" not in hook[0].body.decode() and len(hook[0].body) < 4000  # ids and counts only
+
+    # Search with ANOTHER photo of each person finds the asset indexed from the first.
+    model_id = face_engine().model_id
+    for probe, asset_id in ((KNOWN / "probe/obama1.jpg", "url/obama"),
+                            (KNOWN / "probe/johnsnow_test1.jpg", "s3/kit"),
+                            (KNOWN / "enroll/biden/biden2.jpg", "url/biden")):
+        matches = selectors.search_faces(tenant_id=tenant.id, embedding=probe_embedding(probe), model_id=model_id,
+                                         top_k=3, threshold=settings.FACE_MATCH_THRESHOLD)
+        assert matches and matches[0].asset_id == asset_id, (probe.name, matches)
+
+    # Faces of an asset are listed (metadata only); the inline image is gone.
+    faces = client.get("/v1/faces", {"asset_id": "url/obama"}).json()["results"]
+    assert len(faces) == 1 and faces[0]["subject_id"] == "obama" and "embedding" not in str(faces[0])
+    assert count(IndexJobAsset, job_id=job["id"], state="succeeded") == 6
+
+    # A second job with a corrupt inline image fails partially and says so by webhook.
+    second = client.post("/v1/index-jobs", {"assets": [
+        {"asset_id": "inline/broken", "image": {"base64": base64.b64encode(b"\xff\xd8\xff\xe0 truncated").decode()}},
+        {"asset_id": "inline/rose2", "image": inline(KNOWN / "enroll/rose_leslie/img2.jpg")},
+    ]}, format="json").json()
+    second = wait_for(lambda: (lambda j: j if j["state"] in TERMINAL else None)(
+        client.get(second["status_url"]).json()), 60, "the second job", worker)
+    assert second["state"] == "partially_failed" and second["counts"]["assets_failed"] == 1
+    failed = client.get(second["results_url"] + "?state=failed").json()["results"]
+    assert failed[0]["asset_id"] == "inline/broken" and failed[0]["attempts"] == 1
+    assert failed[0]["error"]["code"] in {"corrupt_image", "not_an_image"}
+    hooks = wait_for(lambda: [r for r in images.received if r.path == "/hooks/faces"][1:], 30, "the 2nd webhook")
+    assert hooks[0].verified["type"] == "job.failed"
+    assert hooks[0].verified["data"]["failed_assets"][0]["asset_id"] == "inline/broken"
+
+
+def test_a_worker_killed_mid_job_loses_no_asset_and_duplicates_no_face(committed_tenant, images, start_worker,
+                                                                      settings):
+    tenant = committed_tenant
+    photos = sorted(p for p in GROUPS.iterdir() if p.suffix in {".jpg", ".png"} and p.stat().st_size < 500_000)[:9]
+    urls = {p.stem: images.serve(f"/g/{p.name}", (200, p.read_bytes())) for p in photos}
+    # Small slots and batches, here (the submission dispatches) and in the
+    # workers alike, so that the job is still running when the worker is killed.
+    settings.INDEX_MAX_INFLIGHT_PER_TENANT, settings.INDEX_BATCH_SIZE = 3, 2
+    lease = {"INDEX_ASSET_LEASE_SECONDS": "4", "INDEX_REQUEUE_AFTER_SECONDS": "6",
+             "INDEX_MAX_INFLIGHT_PER_TENANT": "3", "INDEX_BATCH_SIZE": "2"}
+    first = start_worker(concurrency=1, env=lease)
+    client = api_client(tenant)
+    job_id = client.post("/v1/index-jobs", {"assets": [
+        {"asset_id": name, "image": {"url": url}} for name, url in urls.items()]}, format="json").json()["id"]
+    total = len(urls)
+
+    wait_for(lambda: count(IndexJobAsset, job_id=job_id, state="succeeded") >= 2, 90, "two assets done", first,
+             every=0.05)
+    first.kill()
+    at_kill = {r.asset_id: r.state for r in find(IndexJobAsset, job_id=job_id)}
+    done_at_kill = sum(state == "succeeded" for state in at_kill.values())
+    assert done_at_kill < total, "the job finished before the kill; nothing was tested"
+
+    second = start_worker(concurrency=2, beat=True, env=lease)
+    wait_for(lambda: find(IndexJob, id=job_id)[0].state in TERMINAL, 120, "the job to finish", second, every=0.2)
+
+    job = find(IndexJob, id=job_id)[0]
+    rows = find(IndexJobAsset, job_id=job_id)
+    assert job.state == "succeeded" and job.assets_done == total, [(r.asset_id, r.state, r.error_code) for r in rows]
+    for row in rows:  # each asset has exactly the faces its result names, once
+        stored = sorted(str(f.id) for f in find(Face, order_by="id", tenant_id=tenant.id, asset_id=row.asset_id))
+        assert stored == sorted(f["face_id"] for f in row.faces), row.asset_id
+        assert find(Asset, order_by="id", tenant_id=tenant.id, asset_id=row.asset_id)[0].face_count == len(stored)
+    assert count(Face, tenant_id=tenant.id) == job.faces_indexed == sum(len(r.faces) for r in rows)
+    assert count(AuditEvent, tenant_id=tenant.id, action="faces.indexed") == total  # one write per asset
+    if "processing" in at_kill.values():  # the asset the killed worker held was taken over
+        assert any(r.attempts >= 2 for r in rows)
