@@ -13,12 +13,19 @@ Besides the events themselves:
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
 
 PLATFORM_CHAIN = "platform"
 
+
+
+def chain_of(tenant_id: UUID | str | None) -> str:
+    """The audit chain an event of this tenant (or of the platform, for None) belongs to."""
+    return str(tenant_id) if tenant_id else PLATFORM_CHAIN
 
 class AuditEvent(models.Model):
     """Who did what to which face data, when, and how it ended.

@@ -12,8 +12,7 @@ from uuid import UUID
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from audit.models import AuditAnchor, AuditChainHead, AuditEvent, AuditVerification
-from audit.services import chain_of
+from audit.models import AuditAnchor, AuditChainHead, AuditEvent, AuditVerification, chain_of
 
 # Ids are ours (UUIDs) or the tenant's own (asset and subject ids): plain tokens.
 TARGET_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,200}$")

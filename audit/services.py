@@ -19,8 +19,8 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.models import PLATFORM_CHAIN, AuditChainHead, AuditEvent
-from faceservice.api.logging import current_request_id
+from audit.models import AuditChainHead, AuditEvent, chain_of
+from faceservice.request_id import current_request_id
 from faceservice.tenancy import platform_scope
 
 GENESIS_HASH = "0" * 64
@@ -53,10 +53,6 @@ class Actor:
         """A platform staff member signed in to the console (a Django user)."""
         return cls(type="staff", id=str(user.pk), name=user.get_username(), roles=roles,
                    client_ip=client_ip)
-
-
-def chain_of(tenant_id: UUID | str | None) -> str:
-    return str(tenant_id) if tenant_id else PLATFORM_CHAIN
 
 
 def event_hash(values: dict[str, Any]) -> str:

@@ -1,5 +1,8 @@
 """End-to-end search latency through HTTP, with 100k faces in the tenant, against the model's own time.
 
+Over 400 lines: the tenant fill, the alternating timing loop and the report
+belong to one run; the service start-up is apart (bench/search_stack.py).
+
     .venv/bin/python bench/bench_search_latency.py [--total-faces 100000] [--searches 300] [--rounds 2]
                                                    [--json out.json]
 
@@ -12,7 +15,7 @@ What it does (see docs/BENCHMARKS.md, "Search latency"):
    (random unit vectors of the model's dimension) up to --total-faces, all
    through embeddings.store.services.replace_asset_faces (1,000 faces per asset
    call: encrypted, projected, one transaction each). Then the model's HNSW
-   index (embeddings.search.vector_index.ensure_vector_index) and VACUUM ANALYZE.
+   index (embeddings.store.vector_index.ensure_vector_index) and VACUUM ANALYZE.
 3. Warms up, then for each of --searches probe photos (other photos of the
    enrolled people, one face each) runs, in alternating order, (a) an HTTP
    POST /v1/search (multipart, faces=largest, default threshold and top_k)
@@ -282,7 +285,7 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     from embeddings.image_sources import image_limits
     from embeddings.search.gallery import galleries
     from embeddings.search.selectors import SearchTimings, search_faces
-    from embeddings.search.vector_index import maintain_tenant_indexes
+    from embeddings.store.vector_index import maintain_tenant_indexes
 
     engine = stack.engine()
     limits = image_limits()
@@ -324,7 +327,7 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     index_s = time.perf_counter() - started
     log(f"HNSW index for {engine.model_id}: {'built' if created else 'present'} in {index_s:.0f}s")
     # What the service's beat task does next: a tenant over EXACT_SEARCH_MAX_FACES
-    # gets its own graph (embeddings/search/vector_index.py).
+    # gets its own graph (embeddings/store/vector_index.py).
     started = time.perf_counter()
     tenant_index = maintain_tenant_indexes()
     tenant_index_s = time.perf_counter() - started

@@ -1,5 +1,10 @@
 """Vector search benchmark (issue 4): pgvector HNSW in the real service vs FAISS HNSW.
 
+One long script on purpose (~1k lines): every measurement shares one throw-away
+database, one data set and one FAISS reference, so that the figures of a run are
+compared with each other; its data generator and database helpers are already
+apart (bench/vectors_data.py, bench/vectors_db.py).
+
     .venv/bin/python bench/bench_vectors.py --faces 100000 --dim 512 --json /tmp/v.json
 
 What it does, in one run (see docs/BENCHMARKS.md, "Vector search"):
@@ -293,7 +298,7 @@ def load_dataset(args, model_id: str, tenants_made) -> tuple[list[BenchTenant], 
 def build_index(args, model_id: str) -> dict:
     from django.db import connection
 
-    from embeddings.search.vector_index import ensure_vector_index
+    from embeddings.store.vector_index import ensure_vector_index
 
     notices: list[str] = []
     with connection.cursor() as cursor:
@@ -332,7 +337,7 @@ def build_tenant_indexes(model_id: str) -> list[dict]:
     """The service's own maintenance (vector_index.maintain_tenant_indexes) builds the
     per-tenant indexes, one at a time; each build is timed here by running its plan
     step by step with the same functions."""
-    from embeddings.search.vector_index import ensure_tenant_index, plan_tenant_indexes, tenant_index_name
+    from embeddings.store.vector_index import ensure_tenant_index, plan_tenant_indexes, tenant_index_name
 
     builds = []
     for m, dimension, tenant_id, faces in plan_tenant_indexes().build:
@@ -936,7 +941,7 @@ def run(args) -> dict:
 def cleanup_database(model_id: str, tenant_ids: list[str]) -> None:
     """On a database the run did not start itself: drop its faces and its index.
     (Its tenants stay, like any tenant: their audit events are append-only.)"""
-    from embeddings.search.vector_index import index_name, tenant_index_name
+    from embeddings.store.vector_index import index_name, tenant_index_name
 
     conn = loading_connection()
     with conn.cursor() as cursor:

@@ -187,7 +187,7 @@ class ServiceStack:
 
     @staticmethod
     def ensure_vector_index(model_id: str, dimension: int) -> bool:
-        from embeddings.search.vector_index import ensure_vector_index
+        from embeddings.store.vector_index import ensure_vector_index
 
         return ensure_vector_index(model_id, dimension)
 

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from embeddings.search.vector_index import (
+from embeddings.store.protection import encrypt_embedding, encrypted_size, project, projection_matrix
+from embeddings.store.vector_index import (
     TENANT_INDEX_PREFIX,
     _check,
     index_name,
     tenant_predicate,
     vector_expression,
 )
-from embeddings.store.protection import encrypt_embedding, encrypted_size, project, projection_matrix
 
 FACE_COLUMNS = ("id", "tenant_id", "asset_id", "subject_id", "bbox", "det_score", "model_id", "key_version",
                 "embedding_ciphertext", "search_vector", "created_at")

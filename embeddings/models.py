@@ -6,7 +6,6 @@ migrations and table names stay as they were).
 """
 
 from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
-from embeddings.search.models import GalleryState
-from embeddings.store.models import Asset, DeletionRequest, Face
+from embeddings.store.models import Asset, DeletionRequest, Face, GalleryState
 
 __all__ = ["Asset", "DeletionRequest", "Face", "GalleryState", "IndexJob", "IndexJobAsset", "InlineImage"]

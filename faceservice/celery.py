@@ -16,7 +16,6 @@ app.autodiscover_tasks([
     "tenants.webhooks",
     "embeddings.indexing",
     "embeddings.store",
-    "embeddings.search",
 ])
 
 

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import connection
 
 from embeddings.image_sources import ImageSource
+from embeddings.indexing.models import IndexJob, IndexJobAsset
 from embeddings.indexing.services import Job, JobOptions
-from embeddings.models import IndexJob, IndexJobAsset
 from faceservice import durable
 
 WORKING = IndexJobAsset.State.PROCESSING

@@ -30,8 +30,8 @@ from embeddings.indexing import inline_images
 from embeddings.indexing.claims import Claim, HeldRow, held, held_many
 from embeddings.indexing.dispatch import publish_after_commit, refill_after_commit
 from embeddings.indexing.failures import Failure
+from embeddings.indexing.models import IndexJob, IndexJobAsset
 from embeddings.indexing.services import Asset, Job, job_summary, redacted_source
-from embeddings.models import IndexJob, IndexJobAsset
 from embeddings.store.services import write_asset_faces
 from faceservice import durable
 from tenants.webhooks import services as webhooks

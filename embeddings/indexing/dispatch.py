@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from embeddings.models import IndexJobAsset
+from embeddings.indexing.models import IndexJobAsset
 from faceservice import durable
 from faceservice.celery import app
 from faceservice.tenancy import platform_scope

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from embeddings.engine.errors import ImageError
-from embeddings.models import InlineImage
+from embeddings.indexing.models import InlineImage
 from faceservice import sealing
 from tenants import data_keys
 

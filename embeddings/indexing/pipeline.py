@@ -50,8 +50,8 @@ from embeddings.indexing.claims import Claim, claim_asset, claim_assets, renew_l
 from embeddings.indexing.completion import Finished, complete_asset, complete_assets, fail_asset, retry_asset
 from embeddings.indexing.dispatch import dispatch_tenant
 from embeddings.indexing.failures import HttpStatusError, classify
-from embeddings.models import IndexJobAsset
-from embeddings.search.vector_index import ensure_vector_index
+from embeddings.indexing.models import IndexJobAsset
+from embeddings.store.vector_index import ensure_vector_index
 from faceservice.outbound.http import IMAGE_ACCEPT, REDIRECT_STATUSES, Timeouts, safe_request
 from faceservice.tenancy import tenant_context
 

@@ -8,8 +8,14 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
-from embeddings.indexing.services import JobNotFound
-from embeddings.models import IndexJob, IndexJobAsset
+from embeddings.indexing.models import IndexJob, IndexJobAsset
+from faceservice.errors import NotFound
+
+
+class JobNotFound(NotFound):
+    """No such job of this tenant (a foreign id reads exactly the same)."""
+
+    default_message = "No such index job."
 
 
 def job_of(*, tenant_id: UUID | str, job_id: UUID | str) -> IndexJob:

@@ -36,9 +36,10 @@ from embeddings.engine import AnalyzeOptions
 from embeddings.image_sources import ImageSource
 from embeddings.indexing import inline_images
 from embeddings.indexing.dispatch import refill_after_commit
-from embeddings.models import IndexJob, IndexJobAsset, InlineImage
+from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
+from embeddings.indexing.selectors import JobNotFound
 from faceservice import durable
-from faceservice.errors import Conflict, NotFound, Unprocessable
+from faceservice.errors import Conflict, Unprocessable
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.webhooks import services as webhooks
@@ -46,12 +47,6 @@ from tenants.webhooks import services as webhooks
 Asset = IndexJobAsset.State
 Job = IndexJob.State
 NOT_FINISHED = (Asset.PENDING, Asset.QUEUED, Asset.PROCESSING, Asset.RETRY_WAIT)
-
-
-class JobNotFound(NotFound):
-    """No such job of this tenant (a foreign id reads exactly the same)."""
-
-    default_message = "No such index job."
 
 
 class JobFinished(Conflict):

@@ -22,8 +22,8 @@ from embeddings.indexing.claims import WORKING
 from embeddings.indexing.completion import finish_failed
 from embeddings.indexing.dispatch import dispatch_all, publish_after_commit
 from embeddings.indexing.failures import Failure
+from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.indexing.services import NOT_FINISHED, Asset
-from embeddings.models import IndexJob, IndexJobAsset, InlineImage
 from faceservice import durable
 from faceservice.tenancy import platform_scope, tenant_context
 

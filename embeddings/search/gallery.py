@@ -54,29 +54,6 @@ logger = logging.getLogger(__name__)
 _ROWS_SQL = ("SELECT uuid_send(id), vector_send(search_vector), gallery_generation FROM embeddings_face "
              "WHERE tenant_id = %s AND model_id = %s AND key_version = %s AND gallery_generation > %s")
 
-# Called by every writer of faces, inside its transaction, after its other
-# row locks (the same order everywhere, so writers cannot deadlock on it).
-_NEXT_GENERATION_SQL = """
-INSERT INTO embeddings_gallerystate AS g (tenant_id, generation, removed_generation)
-VALUES (%(tenant)s, 1, CASE WHEN %(removes)s THEN 1 ELSE 0 END)
-ON CONFLICT (tenant_id) DO UPDATE
-SET generation = g.generation + 1,
-    removed_generation = CASE WHEN %(removes)s THEN g.generation + 1 ELSE g.removed_generation END
-RETURNING generation
-"""
-
-
-def next_generation(tenant_id: UUID | str, *, removes: bool) -> int:
-    """Take the tenant's next gallery generation (writers only; inside their transaction).
-
-    `removes`: the transaction deletes faces or changes their templates, so
-    in-memory galleries must be loaded again rather than topped up.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(_NEXT_GENERATION_SQL, {"tenant": str(tenant_id), "removes": removes})
-        return cursor.fetchone()[0]
-
-
 @dataclass(frozen=True)
 class GalleryState:
     """The tenant's write counters as a search read them."""

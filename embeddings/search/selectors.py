@@ -21,8 +21,8 @@ from django.core.cache import cache
 from django.db import connection
 
 from embeddings.search.gallery import GalleryState, bytes_per_face, galleries
-from embeddings.search.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
 from embeddings.store.protection import decrypt_embeddings, project, projection_matrix
+from embeddings.store.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey

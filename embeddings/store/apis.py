@@ -11,6 +11,7 @@ from embeddings.api import IMAGE_ERRORS as ERRORS
 from embeddings.store import deletion as deletions
 from embeddings.store import selectors, services
 from embeddings.store.models import DeletionRequest
+from embeddings.store.receipts import DeletionReceipt
 from embeddings.store.statistics import tenant_statistics
 from faceservice.api.pagination import NewestFirstCursorPagination
 from faceservice.api.queries import query_params
@@ -80,7 +81,7 @@ def deletion_body(deletion: DeletionRequest) -> dict:
     done = deletion.status == DeletionRequest.Status.SUCCEEDED
     return {"id": deletion.id, "status": deletion.status, "status_url": f"/v1/deletions/{deletion.id}",
             "requested": deletion.requested, "created_at": deletion.created_at,
-            "receipt": deletions.receipt_of(deletion) if done else None}
+            "receipt": DeletionReceipt.of_deletion(deletion).payload() if done else None}
 
 
 def delete_now_or_queue(view, requested: dict, delete_now) -> Response:

@@ -16,9 +16,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.services import Actor, record_event
-from embeddings.models import Asset, DeletionRequest, Face
-from embeddings.search import vector_index
-from embeddings.search.gallery import next_generation
+from embeddings.store import vector_index
+from embeddings.store.generations import next_generation
+from embeddings.store.models import Asset, DeletionRequest, Face
+from embeddings.store.receipts import DeletionReceipt
 from embeddings.store.services import notify_deleted
 from faceservice.celery import app
 from faceservice.tenancy import tenant_context
@@ -84,11 +85,9 @@ def _finish(deletion: DeletionRequest, actor: Actor) -> None:
             deletion.keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
         deletion.status, deletion.finished_at = DeletionRequest.Status.SUCCEEDED, timezone.now()
         deletion.save()
-        receipt = receipt_of(deletion)
-        action = "faces.purged" if deletion.requested.get("purge") else "faces.deleted"
-        record_event(tenant_id=tenant_id, actor=actor, action=action, target=deletion.requested,
-                     details={k: receipt[k] for k in ("faces_deleted", "assets_deleted", "keys_destroyed")},
-                     receipt_id=deletion.receipt_id)
+        receipt = DeletionReceipt.of_deletion(deletion)
+        record_event(tenant_id=tenant_id, actor=actor, action=receipt.action, target=deletion.requested,
+                     details=receipt.audit_details(), receipt_id=deletion.receipt_id)
         notify_deleted(tenant_id=tenant_id, receipt=receipt)
 
 
@@ -120,10 +119,3 @@ def _drop_vector_indexes(tenant_id: UUID | str) -> None:
         vector_index.drop_tenant_indexes(tenant_id)
     except DatabaseError:
         logger.warning("could not drop the purged tenant's vector indexes; maintenance will", exc_info=True)
-
-
-def receipt_of(deletion: DeletionRequest) -> dict[str, Any]:
-    return {"receipt_id": str(deletion.receipt_id), "requested": deletion.requested,
-            "faces_deleted": deletion.faces_deleted, "assets_deleted": deletion.assets_deleted,
-            "keys_destroyed": deletion.keys_destroyed,
-            "deleted_at": deletion.finished_at.isoformat() if deletion.finished_at else None}

@@ -96,3 +96,23 @@ class DeletionRequest(models.Model):
 
     class Meta:
         db_table = "embeddings_deletionrequest"
+
+
+class GalleryState(models.Model):
+    """A counter of the writes to a tenant's faces, for the in-memory search galleries.
+
+    Every transaction that inserts, changes or deletes faces takes the next
+    generation first thing after its own row locks and holds this row's lock
+    until it commits. So a generation G seen committed means every row written
+    at or below G is visible: a reader that holds the tenant's templates up to
+    G needs only the rows above it. Deletions also set `removed_generation`,
+    which tells readers to load the tenant again (embeddings/search/gallery.py;
+    writers take generations through embeddings/store/generations.py).
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    generation = models.BigIntegerField(default=0)
+    removed_generation = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "embeddings_gallerystate"

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from audit.models import AuditEvent
 from embeddings.store.models import DeletionRequest, Face
 from embeddings.store.protection import decrypt_embedding
+from embeddings.store.receipts import RECEIPT_ACTIONS, DeletionReceipt
 from faceservice.errors import NotFound
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
@@ -51,19 +52,14 @@ def faces_for(*, tenant_id: UUID | str, asset_id: str | None = None,
     return faces
 
 
-def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> dict:
+def deletion_receipt(*, tenant_id: UUID | str, receipt_id: UUID) -> DeletionReceipt:
     """A deletion receipt, rebuilt from its audit event (deletions never delete audit events)."""
     with tenant_context(tenant_id):
         event = AuditEvent.objects.filter(tenant_id=tenant_id, receipt_id=receipt_id,
-                                          action__in=["faces.deleted", "faces.purged"]).first()
+                                          action__in=RECEIPT_ACTIONS).first()
     if event is None:
         raise ReceiptNotFound()
-    return {"receipt_id": event.receipt_id,
-            "requested": event.target if event.action == "faces.deleted" else {"purge": True},
-            "faces_deleted": event.details.get("faces_deleted", 0),
-            "assets_deleted": event.details.get("assets_deleted", 0),
-            "keys_destroyed": event.details.get("keys_destroyed", 0),
-            "deleted_at": event.occurred_at}
+    return DeletionReceipt.of_audit_event(event)
 
 
 def deletion_request(*, tenant_id: UUID | str, deletion_id: UUID) -> DeletionRequest:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 import numpy as np
@@ -18,14 +18,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
-from embeddings.models import Asset, Face
-from embeddings.search.gallery import next_generation
+from embeddings.store.generations import next_generation
+from embeddings.store.models import Asset, Face
 from embeddings.store.protection import (
     decrypt_embedding,
     encrypt_embedding,
     project,
     projection_matrix,
 )
+from embeddings.store.receipts import PURGE, DeletionReceipt
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import Tenant
@@ -44,17 +45,6 @@ class IndexedAsset:
     face_ids: list[UUID]
     superseded: bool = False  # a newer submission of this asset was indexed already
     replaced: int = 0  # faces of an earlier image of the asset that were removed
-
-
-@dataclass(frozen=True)
-class DeletionReceipt:
-    receipt_id: UUID
-    requested: dict[str, Any]
-    faces_deleted: int
-    assets_deleted: int
-    deleted_at: datetime
-    keys_destroyed: int = 0
-    face_ids: list[str] = field(default_factory=list)
 
 
 def protect_faces(*, tenant_id: UUID | str, faces: Sequence[DetectedFace], model_id: str,
@@ -217,20 +207,13 @@ def delete_faces(*, tenant_id: UUID | str, actor: Actor, face_ids: Sequence[UUID
                      receipt_id=receipt_id)
         receipt = DeletionReceipt(receipt_id=receipt_id, requested=requested, faces_deleted=len(deleted_ids),
                                   assets_deleted=assets_deleted, deleted_at=now, face_ids=deleted_ids)
-        _notify(tenant_id, receipt)
+        notify_deleted(tenant_id=tenant_id, receipt=receipt)
     return receipt
 
 
-def notify_deleted(*, tenant_id: UUID | str, receipt: dict[str, Any]) -> None:
+def notify_deleted(*, tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
     """The faces.deleted webhook: ids and counts only."""
-    webhooks.emit_event(tenant_id=tenant_id, event_type=webhooks.FACES_DELETED, payload=receipt)
-
-
-def _notify(tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
-    notify_deleted(tenant_id=tenant_id, receipt={
-        "receipt_id": str(receipt.receipt_id), "requested": receipt.requested,
-        "faces_deleted": receipt.faces_deleted, "assets_deleted": receipt.assets_deleted,
-        "keys_destroyed": receipt.keys_destroyed, "deleted_at": receipt.deleted_at.isoformat()})
+    webhooks.emit_event(tenant_id=tenant_id, event_type=webhooks.FACES_DELETED, payload=receipt.payload())
 
 
 def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionReceipt:
@@ -244,9 +227,9 @@ def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionRe
         record_event(tenant_id=tenant_id, actor=actor, action="faces.purged", target={"tenant_id": str(tenant_id)},
                      details={"faces_deleted": faces_deleted, "assets_deleted": assets_deleted,
                               "keys_destroyed": keys_destroyed}, receipt_id=receipt_id)
-        receipt = DeletionReceipt(receipt_id=receipt_id, requested={"purge": True}, faces_deleted=faces_deleted,
+        receipt = DeletionReceipt(receipt_id=receipt_id, requested=PURGE, faces_deleted=faces_deleted,
                                   assets_deleted=assets_deleted, deleted_at=now, keys_destroyed=keys_destroyed)
-        _notify(tenant_id, receipt)
+        notify_deleted(tenant_id=tenant_id, receipt=receipt)
     return receipt
 
 

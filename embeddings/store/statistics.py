@@ -11,7 +11,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from embeddings.models import Asset, Face
+from embeddings.store.models import Asset, Face
 from faceservice.tenancy import tenant_context
 
 ACTIVITY = {"faces.searched": "searches", "faces.compared": "compares", "job.submitted": "index_jobs"}

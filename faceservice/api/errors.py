@@ -20,8 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from faceservice.api.logging import current_request_id
 from faceservice.errors import ApplicationError, NotFound, PayloadTooLarge
+from faceservice.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 

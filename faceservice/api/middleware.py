@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 
-from faceservice.api.logging import request_id_var
+from faceservice.request_id import request_id_var
 
 logger = logging.getLogger("faceservice.access")
 # A caller-supplied id is echoed back only when it is short and plain.

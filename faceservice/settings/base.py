@@ -87,7 +87,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "faceservice.api.logging.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "faceservice.request_id.RequestIdFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

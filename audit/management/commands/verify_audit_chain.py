@@ -15,8 +15,7 @@ from uuid import UUID
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import verification
-from audit.models import PLATFORM_CHAIN
-from audit.services import chain_of
+from audit.models import PLATFORM_CHAIN, chain_of
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 
 from embeddings.engine import ModelsUnavailable
 from embeddings.face_engine import face_engine
-from embeddings.search.vector_index import ensure_vector_index
+from embeddings.store.vector_index import ensure_vector_index
 
 
 class Command(BaseCommand):

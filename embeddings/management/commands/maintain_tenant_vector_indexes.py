@@ -6,7 +6,7 @@ for operators (after a bulk import, or to see what would be done).
 
 from django.core.management.base import BaseCommand
 
-from embeddings.search.vector_index import maintain_tenant_indexes
+from embeddings.store.vector_index import maintain_tenant_indexes
 
 
 class Command(BaseCommand):

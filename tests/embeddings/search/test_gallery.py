@@ -188,7 +188,7 @@ def test_a_second_writer_waits_for_the_first_to_commit_so_generations_are_seen_i
     from django.db import connections, transaction
 
     from audit.services import Actor
-    from embeddings.search.gallery import next_generation
+    from embeddings.store.generations import next_generation
     from tenants import services as tenant_services
 
     tenant = tenant_services.create_tenant(name=f"gen-{uuid.uuid4().hex[:10]}", actor=Actor.operator("tests"))

@@ -1,4 +1,4 @@
-"""Per-tenant partial HNSW indexes (embeddings/search/vector_index.py) against the real PostgreSQL + pgvector.
+"""Per-tenant partial HNSW indexes (embeddings/store/vector_index.py) against the real PostgreSQL + pgvector.
 
 These run outside the per-test transaction (committed_db): CREATE / DROP INDEX
 CONCURRENTLY refuse to run inside one. Each test makes its own tenants and
@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from audit.services import Actor
 from embeddings.models import Face
-from embeddings.search import selectors, vector_index
+from embeddings.search import selectors
 from embeddings.store import deletion as deletions
-from embeddings.store import services
+from embeddings.store import services, vector_index
 from faceservice.tenancy import tenant_context
 from tenants import services as tenant_services
 

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from embeddings.models import Asset, Face
 from embeddings.search import selectors
-from embeddings.search.vector_index import ensure_vector_index
 from embeddings.store import selectors as store_selectors
 from embeddings.store import services
+from embeddings.store.vector_index import ensure_vector_index
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey

@@ -12,7 +12,7 @@ from django.conf import settings
 from pythonjsonlogger.json import JsonFormatter
 from rest_framework.test import APIClient
 
-from faceservice.api.logging import RequestIdFilter
+from faceservice.request_id import RequestIdFilter
 
 # Loggers that do not propagate to the root get a handler of their own.
 NON_PROPAGATING = ["django.request", "django.server"]

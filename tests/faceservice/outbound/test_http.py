@@ -1,5 +1,8 @@
 """SSRF-safe fetching against real local servers (HTTP and HTTPS) on 127.0.0.1.
 
+Over 400 lines: one test per refusal class of the SSRF guard, kept together
+so that the whole guard is reviewed in one place.
+
 127.0.0.0/8 is admitted through `allowed_networks` where a test needs the
 local server; everything else goes through the same guard production uses.
 """
