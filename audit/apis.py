@@ -9,22 +9,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.pagination import CursorPagination
 
 from audit import exports, selectors
 from audit.models import AuditEvent
 from audit.services import record_event
+from faceservice.api.pagination import AuditCursorPagination
 from faceservice.api.views import TenantAPIView
 from faceservice.errors import InvalidRequest
 
 AUDITOR = ("auditor",)
-
-
-class AuditCursorPagination(CursorPagination):
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 1000
-    ordering = ("-seq",)  # unique within a tenant's chain: a stable cursor
 
 
 class FilterInput(serializers.Serializer):
@@ -56,18 +49,6 @@ class AuditEventOutput(serializers.ModelSerializer):
         fields = list(exports.EXPORT_FIELDS)
 
 
-class AuditEventPage(serializers.Serializer):
-    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or null.")
-    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page, or null.")
-    results = AuditEventOutput(many=True)
-
-
-PAGE_PARAMETERS = [
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor from `next` / `previous`."),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="Events per page (default 100, at most 1000)."),
-]
-
-
 class FirstRendererNegotiation(BaseContentNegotiation):
     """Exports ignore Accept: the body is CSV or JSON Lines by URL, errors are JSON."""
 
@@ -79,20 +60,29 @@ class FirstRendererNegotiation(BaseContentNegotiation):
 
 
 def _parse_filters(request) -> selectors.EventFilters:
-    data = FilterInput(data=request.query_params)
+    # A plain dict: in a QueryDict DRF reads `?until=` as "not given"; an empty filter is refused.
+    data = FilterInput(data=request.query_params.dict())
     data.is_valid(raise_exception=True)
     return data.filters()
 
 
 class AuditEventListApi(TenantAPIView):
     allowed_roles = AUDITOR
+    pagination_class = AuditCursorPagination
 
-    @extend_schema(operation_id="audit_events_list", parameters=[FilterInput, *PAGE_PARAMETERS],
-                   responses=AuditEventPage,
+    @extend_schema(operation_id="audit_events_list", parameters=[FilterInput],
+                   responses=AuditEventOutput(many=True),
                    summary="List your tenant's audit events (newest first, cursor-paginated)")
     def get(self, request):
+        """Your tenant's audit events, newest first: who (API key, staff, system) did what to which object,
+        and the outcome. Filter by time, `action` (exact, or a prefix like `faces.*`), actor, outcome or
+        target. Reading the log is itself recorded. A page holds `limit` events (default 100, at most
+        1000); follow `next`.
+
+        Example: `GET /v1/audit/events?action=faces.*&since=2025-01-01T00:00:00Z`
+        """
         filters = _parse_filters(request)
-        paginator = AuditCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.tenant_events(tenant_id=self.tenant_id, filters=filters), request, view=self)
         record_event(tenant_id=self.tenant_id, actor=self.actor(), action="audit.listed",
@@ -113,6 +103,11 @@ class AuditEventExportApi(TenantAPIView):
                                                                description="One JSON event per line")},
         summary="Export your tenant's audit events as CSV or JSON Lines (streamed)")
     def get(self, request, file_format: str):
+        """Every audit event matching the filters, streamed as CSV (`.csv`) or JSON Lines (`.jsonl`), newest
+        first, with the fields of the list. The export is itself recorded.
+
+        Example: `curl -H "Authorization: Bearer $KEY" ".../v1/audit/events/export.csv?since=2025-01-01T00:00:00Z"`
+        """
         if file_format not in exports.FORMATS:
             raise InvalidRequest("Unknown export format.")
         filters = _parse_filters(request)

@@ -7,7 +7,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # (onnxruntime releases the GIL while it runs).
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# gunicorn's gthread worker, answering what gunicorn itself refuses (limits below, bytes
+# that are not HTTP) in the API's JSON error shape instead of an HTML page.
+worker_class = "faceservice.gunicorn_worker.JsonErrorWorker"
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
@@ -24,6 +26,9 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Only the proxy in front may set X-Forwarded-*: name its addresses (comma-separated).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-# Refuse absurd request lines and headers before Django sees them.
+# Refuse absurd request lines and headers before Django sees them (414 request_line_too_long,
+# 431 request_headers_too_large: docs/API.md, Limits). The longest request line a client
+# needs is a GET with a cursor and filters, far below this.
 limit_request_line = 8190
 limit_request_fields = 100
+limit_request_field_size = 8190

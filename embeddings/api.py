@@ -8,7 +8,9 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from embeddings.image_sources import ImageSource, decode_base64, uploaded_source
+from embeddings.engine import NotAnImage, UnsupportedFormat
+from embeddings.engine.intake import sniff_format
+from embeddings.image_sources import ImageSource, decode_base64, image_limits, uploaded_source
 
 IMAGE_ERRORS = {
     400: OpenApiResponse(description="Invalid request (code invalid_request / malformed_request)"),
@@ -28,6 +30,8 @@ class S3LocationInput(serializers.Serializer):
 
 class ImageSourceInput(serializers.Serializer):
     """An image given inline (base64 or a data URI), by URL, or as an S3 object."""
+
+    exactly_one_of = ("base64", "url", "s3")
 
     # Blank is allowed so that an empty image gets the engine's own error (not_an_image).
     base64 = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
@@ -58,6 +62,23 @@ def image_from(request, field: str, data: dict):
     if data.get(field):
         return ImageSourceInput.to_source(data[field])
     return None
+
+
+def checked_upload(upload) -> bytes:
+    """An uploaded image's bytes, refused at once where its first bytes already say the worker would.
+
+    Empty, not an image, or a format we do not accept: checked from the magic
+    bytes only (the full decode, with the pixel limit, runs on the worker). A
+    file over MAX_IMAGE_BYTES raises image_too_large on read (faceservice/api/uploads.py).
+    """
+    data = upload.read()
+    kind = sniff_format(data) if data else None
+    if kind is None:
+        raise NotAnImage("the file is not a recognised image (JPEG, PNG or WebP expected)")
+    accepted = image_limits().formats
+    if kind not in accepted:
+        raise UnsupportedFormat(f"{kind} images are not accepted; send one of: {', '.join(sorted(accepted))}")
+    return data
 
 
 def plain_data(request) -> dict:

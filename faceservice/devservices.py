@@ -286,8 +286,34 @@ class Services:
             self.postgres.stop()
 
 
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, str(PROJECT_DIR / "manage.py"), *args], env=env, check=True)
+def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
+    """Run a management command; its standard output is returned when captured, else shown."""
+    done = subprocess.run([sys.executable, str(PROJECT_DIR / "manage.py"), *args], env=env, check=True,
+                          stdout=subprocess.PIPE if capture else None, text=True)
+    return done.stdout or ""
+
+
+ISSUE_KEY_COMMAND = ("source .run/env && .venv/bin/python manage.py issue_api_key demo "
+                     "--name my-laptop --roles admin")
+
+
+def demo_key_banner(create_tenant_output: str, port: str) -> str:
+    """The block printed once start-up is over: the demo key when it was just made, else how to get one.
+
+    Printed last, after the ~100 lines the servers log while starting, so the
+    key (shown only once) is not lost among them.
+    """
+    key = next((line.strip() for line in create_tenant_output.splitlines() if line.strip().startswith("fsk_")),
+               None)
+    if key:
+        lines = ["The demo tenant's API key (roles admin, indexer, searcher), shown only this once:", "",
+                 f"    {key}", "",
+                 f"    curl -H 'Authorization: Bearer {key}' http://127.0.0.1:{port}/v1/tenant"]
+    else:
+        lines = ["The demo tenant exists already: its key was shown when it was made.",
+                 "To issue another, in a second terminal:", "", f"    {ISSUE_KEY_COMMAND}"]
+    rule = "=" * 78
+    return "\n".join([rule, *lines, rule])
 
 
 SHARED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "FACESERVICE_RUN_DIR", "FACE_MODEL_ROOT",
@@ -322,12 +348,15 @@ def run_service() -> int:
         write_env_file(run_dir / "env", env)
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "ensure_vector_indexes")
-        manage(env, "create_tenant", "demo", "--if-missing")
+        created = manage(env, "create_tenant", "demo", "--if-missing", capture=True)
         port = env.get("PORT", "8000")
         bin_dir = Path(sys.executable).parent
         processes = [
-            Background("web", [str(bin_dir / "gunicorn"), "faceservice.wsgi", "--bind",
-                               f"127.0.0.1:{port}", "--workers", "2", "--access-logfile", "-"],
+            # The production web settings (gthread workers, JSON answers to what gunicorn
+            # refuses, no gunicorn access log: it would write query strings), on loopback.
+            Background("web", [str(bin_dir / "gunicorn"), "faceservice.wsgi",
+                               "--config", str(PROJECT_DIR / "deploy" / "gunicorn.conf.py"),
+                               "--bind", f"127.0.0.1:{port}"],
                        port=int(port), env=env),
             # Two worker processes on a small machine: one onnxruntime thread each
             # beats two processes fighting over every core (docs/BENCHMARKS.md).
@@ -341,6 +370,7 @@ def run_service() -> int:
         for process in processes:
             process.start()
         log(f"ready: http://127.0.0.1:{port}/api/docs/  (Ctrl-C stops everything)")
+        print(demo_key_banner(created, port), file=sys.stderr, flush=True)
         while not stopping:
             if any(p.process and p.process.poll() is not None for p in processes):
                 log("a process exited; shutting down")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.pagination import NewestFirstCursorPagination, paginate
 from faceservice.api.views import TenantAPIView
 from tenants import selectors, services
 from tenants.models import ApiKey, Role, Tenant
@@ -41,10 +42,19 @@ class TenantApi(TenantAPIView):
 
     @extend_schema(responses=TenantOutput, summary="Read your tenant's settings")
     def get(self, request):
+        """Your tenant: its name, status and face retention.
+
+        Example: `curl -H "Authorization: Bearer $KEY" https://faces.example.com/v1/tenant`
+        """
         return Response(TenantOutput(selectors.tenant_by_id(self.tenant_id)).data)
 
     @extend_schema(request=UpdateInput, responses=TenantOutput, summary="Change your tenant's settings")
     def patch(self, request):
+        """Change how long faces are kept: `face_retention_days` (1-36500; faces older than that are
+        purged daily), or `null` to keep them until you delete them.
+
+        Example body: `{"face_retention_days": 365}`
+        """
         data = self.UpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = services.update_tenant_settings(
@@ -55,23 +65,35 @@ class TenantApi(TenantAPIView):
 
 class ApiKeyListApi(TenantAPIView):
     allowed_roles = ("admin",)
+    pagination_class = NewestFirstCursorPagination
 
     class CreateInput(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.values),
                                       min_length=1, max_length=len(Role.values))
-        expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        expires_at = serializers.DateTimeField(required=False, allow_null=True,
+                                               help_text="A future time; omit or null for no expiry")
+
+        def validate_expires_at(self, value):
+            # A key born expired would be refused at once: a typo in the year, never what was meant.
+            if value is not None and value <= timezone.now():
+                raise serializers.ValidationError("expires_at must be in the future.")
+            return value
 
     @extend_schema(responses=ApiKeyOutput(many=True), summary="List your API keys")
     def get(self, request):
-        paginator = NewestFirstCursorPagination()
-        keys = selectors.api_keys_of(tenant_id=self.tenant_id)
-        page = paginator.paginate_queryset(keys, request, view=self)
-        return paginator.get_paginated_response(ApiKeyOutput(page, many=True).data)
+        """Your tenant's API keys, newest first, revoked ones included: never the secret itself,
+        only its public `prefix`. A page holds `limit` keys (default 50); follow `next`."""
+        return paginate(self, selectors.api_keys_of(tenant_id=self.tenant_id), ApiKeyOutput)
 
     @extend_schema(request=CreateInput, responses={201: IssuedApiKeyOutput},
                    summary="Create an API key (the key is shown once)")
     def post(self, request):
+        """Issue a key with one or more roles (`admin`, `indexer`, `searcher`, `comparer`, `auditor`) and an
+        optional expiry. The answer holds the key in `key`, shown this once: store it now.
+
+        Example body: `{"name": "indexing worker", "roles": ["indexer"], "expires_at": "2030-01-01T00:00:00Z"}`
+        """
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.create_api_key(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
@@ -82,7 +104,9 @@ class ApiKeyListApi(TenantAPIView):
 class ApiKeyDetailApi(TenantAPIView):
     allowed_roles = ("admin",)
 
-    @extend_schema(responses=ApiKeyOutput, summary="Revoke an API key")
+    @extend_schema(responses={204: None}, summary="Revoke an API key")
     def delete(self, request, api_key_id):
-        api_key = services.revoke_api_key(tenant_id=self.tenant_id, api_key_id=api_key_id, actor=self.actor())
-        return Response(ApiKeyOutput(api_key).data)
+        """Revoke a key at once: it is refused from this moment in this process, and within
+        `API_KEY_CACHE_SECONDS` (5 s by default) everywhere. A revoked key stays listed, with `revoked_at`."""
+        services.revoke_api_key(tenant_id=self.tenant_id, api_key_id=api_key_id, actor=self.actor())
+        return Response(status=status.HTTP_204_NO_CONTENT)

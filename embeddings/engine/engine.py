@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 TOO_SMALL = "too_small"
 LOW_SCORE = "low_score"
 OVER_MAX_FACES = "over_max_faces"
-LEFT_OUT_REASONS = (TOO_SMALL, LOW_SCORE, OVER_MAX_FACES)
+NOT_LARGEST_FACE = "not_largest_face"
+LEFT_OUT_REASONS = (TOO_SMALL, LOW_SCORE, OVER_MAX_FACES, NOT_LARGEST_FACE)
 
 BBox = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -40,12 +41,16 @@ class AnalyzeOptions:
     min_det_score: detector confidence needed to keep a face.
     low_score_floor: detections scoring between this and min_det_score are
         reported in left_out as low_score; below it they are not reported.
+    largest_only: keep only the largest acceptable face; the others are left
+        out as not_largest_face (an enrolment photo of one person: the others
+        are bystanders, whatever max_faces says).
     """
 
     max_faces: int | None = None
     min_face_size: float = 0.0
     min_det_score: float = 0.5
     low_score_floor: float = 0.3
+    largest_only: bool = False
 
     def __post_init__(self) -> None:
         if self.max_faces is not None and self.max_faces < 1:
@@ -197,6 +202,8 @@ def _select(boxes: np.ndarray, options: AnalyzeOptions) -> tuple[list[int], list
             reason = LOW_SCORE
         elif size < options.min_face_size:
             reason = TOO_SMALL
+        elif options.largest_only and kept:
+            reason = NOT_LARGEST_FACE
         elif options.max_faces is not None and len(kept) >= options.max_faces:
             reason = OVER_MAX_FACES
         else:

@@ -41,18 +41,15 @@ class CorruptImage(ImageError):
 class ModelsUnavailable(ImageError):
     """The model pack is missing or unreadable; the message says which folders were searched.
 
-    The API's 503 answer carries that message: whoever calls is setting the
-    service up (tests/embeddings/search/test_apis.py holds it). Nothing kept
-    for later does: as_dict() and an index job's asset results hold only
-    default_message (embeddings/indexing/pipeline.py::classify).
+    That message names server paths, so it is for operators only: the API's
+    503 answer, as_dict() and an index job's asset results hold default_message,
+    and the API's error handler logs the detailed one (faceservice/api/errors.py).
     """
 
     code = "models_unavailable"
     http_status = 503
     default_message = "the face models are not available"
-
-    def as_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.default_message}
+    message_is_public = False
 
 
 ALL_ERRORS: tuple[type[ImageError], ...] = (

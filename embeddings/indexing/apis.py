@@ -6,25 +6,31 @@ state, counters and per-asset results are read back here (or pushed by webhook).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from embeddings.api import ImageSourceInput
+from embeddings.api import ImageSourceInput, checked_upload
 from embeddings.engine import ImageError
+from embeddings.image_sources import ImageSource
 from embeddings.indexing import selectors as job_selectors
 from embeddings.indexing import services as job_services
 from embeddings.indexing.models import IndexJob, IndexJobAsset
-from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.fields import StrictCharField
+from faceservice.api.pagination import NewestFirstCursorPagination, PositionCursorPagination, paginate
 from faceservice.api.queries import query_params
+from faceservice.api.uploads import ManyFilesMultiPartParser
 from faceservice.api.views import TenantAPIView
-from faceservice.errors import InvalidRequest
+from faceservice.errors import ApplicationError, InvalidRequest
 
 JOB_ROLES = ("admin", "indexer")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
@@ -35,13 +41,6 @@ ERRORS = {
     413: OpenApiResponse(description="Request body too large (request_too_large)"),
     422: OpenApiResponse(description="Idempotency-Key reused with another body (idempotency_key_reused)"),
 }
-
-
-class PositionCursorPagination(CursorPagination):
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 1000
-    ordering = ("position",)
 
 
 # --- Output ---------------------------------------------------------------------------
@@ -109,7 +108,7 @@ class LeftOutOutput(serializers.Serializer):
     bbox = serializers.ListField(child=serializers.FloatField())
     det_score = serializers.FloatField()
     size = serializers.FloatField()
-    reason = serializers.CharField(help_text="too_small, low_score or over_max_faces")
+    reason = serializers.CharField(help_text="too_small, low_score, over_max_faces or not_largest_face")
 
 
 class AssetErrorOutput(serializers.Serializer):
@@ -155,11 +154,17 @@ class OptionsInput(serializers.Serializer):
     min_face_size = serializers.FloatField(min_value=0, max_value=10000, required=False, default=0.0,
                                            help_text="Pixels, shorter side of the face box")
     min_det_score = serializers.FloatField(min_value=0, max_value=1, required=False, default=0.5)
+    subject_faces = serializers.ChoiceField(
+        choices=[job_services.SUBJECT_FACES_LARGEST, job_services.SUBJECT_FACES_ALL], required=False,
+        default=job_services.SUBJECT_FACES_LARGEST,
+        help_text="For assets with a subject_id: `largest` (default) labels only the photo's largest face "
+                  "with the subject and leaves the others out (reason `not_largest_face`); `all` labels "
+                  "every face. Assets without a subject_id always keep every face.")
 
 
 class AssetInput(serializers.Serializer):
-    asset_id = serializers.CharField(max_length=255, help_text="Your id for the image")
-    subject_id = serializers.CharField(max_length=255, required=False, allow_null=True,
+    asset_id = StrictCharField(max_length=255, help_text="Your id for the image")
+    subject_id = StrictCharField(max_length=255, required=False, allow_null=True,
                                        help_text="Your id for the person, if known")
     image = ImageSourceInput(help_text="Exactly one of base64, url (https), s3 {bucket, key}")
 
@@ -171,7 +176,7 @@ class AssetInput(serializers.Serializer):
 
 
 class SubmitInput(serializers.Serializer):
-    assets = AssetInput(many=True, allow_empty=False)
+    assets = AssetInput(many=True, allow_empty=False, min_length=1)
     options = OptionsInput(required=False)
     faces_expire_at = serializers.DateTimeField(required=False, allow_null=True,
                                                 help_text="Faces of this job are deleted at this time")
@@ -184,6 +189,53 @@ class SubmitInput(serializers.Serializer):
         if len(set(ids)) != len(ids):
             raise serializers.ValidationError("each asset_id may appear once per job")
         return value
+
+
+class FileAssetInput(serializers.Serializer):
+    asset_id = serializers.CharField(max_length=255, help_text="Your id for the image")
+    subject_id = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                       help_text="Your id for the person, if known")
+    file = serializers.CharField(max_length=255, help_text="The name of the file part holding the image")
+
+
+class ManifestInput(SubmitInput):
+    """A multipart job's `manifest` part: the JSON body's fields, each asset naming its file part."""
+
+    assets = FileAssetInput(many=True, allow_empty=False, min_length=1)
+
+    def validate_assets(self, value):
+        files = [asset["file"] for asset in value]
+        if len(set(files)) != len(files):
+            raise serializers.ValidationError("each file part may hold one asset's image")
+        return super().validate_assets(value)
+
+
+class IndexJobUpload(serializers.Serializer):
+    """The multipart form: a `manifest` text part (JSON) and one file part per asset, named by it."""
+
+    manifest = ManifestInput(help_text="JSON, sent as a text part (curl: -F 'manifest=<manifest.json')")
+
+
+class IndexJobUploadExtension(OpenApiSerializerExtension):
+    # The file parts' names are the client's own (the manifest's "file" values): document them as
+    # any further property holding a binary file.
+    target_class = IndexJobUpload
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = {"type": "string", "format": "binary",
+                                          "description": "The image of the asset whose `file` names this part"}
+        return schema
+
+
+class FileMissing(InvalidRequest):
+    code = "file_missing"
+    default_message = "The manifest names a file part that the request does not carry."
+
+
+class UnexpectedFile(InvalidRequest):
+    code = "unexpected_file"
+    default_message = "The request carries a file part that the manifest does not name."
 
 
 class JobFilterInput(serializers.Serializer):
@@ -200,24 +252,43 @@ class AssetFilterInput(serializers.Serializer):
 
 class IndexJobListApi(TenantAPIView):
     allowed_roles = JOB_ROLES
+    parser_classes = [JSONParser, ManyFilesMultiPartParser]
+    pagination_class = NewestFirstCursorPagination
 
     @extend_schema(
-        request=SubmitInput, summary="Submit an index job (202: runs in the background)",
+        request={"application/json": SubmitInput,
+                 "multipart/form-data": OpenApiRequest(IndexJobUpload,
+                                                       encoding={"manifest": {"contentType": "application/json"}})},
+        summary="Submit an index job (202: runs in the background)",
         parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                                     description="Retrying with the same key and body returns the same job")],
+                                     pattern=IDEMPOTENCY_KEY.pattern,
+                                     description="1-255 printable ASCII characters, no spaces. Retrying with "
+                                                 "the same key and body returns the same job")],
         responses={202: JobOutput, **ERRORS},
     )
     def post(self, request):
+        """Index the faces of up to `INDEX_JOB_MAX_ASSETS` images in the background: each asset is your
+        `asset_id`, an optional `subject_id` (the person), and an image given as base64, an https URL or an
+        S3 object. The answer is `202` at once with the job (`Location` points to it); poll it, or register
+        a webhook for `job.succeeded` / `job.failed`. Re-indexing an asset replaces its faces. Send an
+        `Idempotency-Key` to retry safely. Faces may expire at `faces_expire_at`.
+
+        Or send the images as files: a multipart form with a text part `manifest` (the same JSON, each
+        asset naming its file part in `"file"` instead of an `"image"`) and one file part per asset, each
+        at most 15 MiB, the whole request at most 60 MiB. A refused file is named, with its asset, in
+        `details.files`, and no job is made.
+
+        Example body: `{"assets": [{"asset_id": "photo-1", "subject_id": "alice",
+        "image": {"url": "https://example.com/alice.jpg"}}]}`
+        """
         key = request.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters.")
-        data = SubmitInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        values, specs, fingerprinted = _submission(request)
         submitted = job_services.submit_index_job(
-            tenant_id=self.tenant_id, assets=_asset_specs(values["assets"]),
+            tenant_id=self.tenant_id, assets=specs,
             options=job_services.JobOptions(**values.get("options", {})), actor=self.actor(),
-            fingerprint=job_services.request_fingerprint(tenant_id=self.tenant_id, body=request.data),
+            fingerprint=job_services.request_fingerprint(tenant_id=self.tenant_id, body=fingerprinted),
             idempotency_key=key, faces_expire_at=values.get("faces_expire_at"))
         body = JobOutput(submitted.job).data
         headers = {"Location": body["status_url"]}
@@ -228,13 +299,84 @@ class IndexJobListApi(TenantAPIView):
     @extend_schema(parameters=[JobFilterInput], responses={200: JobOutput(many=True), 400: ERRORS[400]},
                    summary="List index jobs, newest first (cursor pages)")
     def get(self, request):
+        """Your index jobs, newest first, filtered by `state` (one or several, `?state=running,queued`) and
+        creation time. A page holds `limit` jobs (default 50, at most 500); follow `next`."""
         filters = query_params(JobFilterInput, request)
         jobs = job_selectors.jobs_of(tenant_id=self.tenant_id, states=filters.get("state", ()),
                                      created_after=filters.get("created_after"),
                                      created_before=filters.get("created_before"))
-        paginator = NewestFirstCursorPagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobOutput(page, many=True).data)
+        return paginate(self, jobs, JobOutput)
+
+
+def _submission(request) -> tuple[dict, list[job_services.AssetSpec], object]:
+    """The validated fields, the assets, and what the idempotency fingerprint covers (JSON or multipart)."""
+    if request.content_type.startswith("multipart/form-data"):
+        return _files_submission(request)
+    data = SubmitInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data, _asset_specs(data.validated_data["assets"]), request.data
+
+
+def _files_submission(request) -> tuple[dict, list[job_services.AssetSpec], object]:
+    manifest = _manifest_of(request)
+    data = ManifestInput(data=manifest)
+    if not data.is_valid():
+        raise serializers.ValidationError({"manifest": data.errors})
+    values = data.validated_data
+    images = _uploaded_images(values["assets"], request.FILES)
+    specs = [job_services.AssetSpec(asset_id=asset["asset_id"], subject_id=asset.get("subject_id"),
+                                    source=ImageSource(data=images[asset["file"]]))
+             for asset in values["assets"]]
+    # The files by digest: a retry with other bytes under the same Idempotency-Key is refused.
+    digests = {part: hashlib.sha256(data).hexdigest() for part, data in images.items()}
+    return values, specs, {"manifest": manifest, "files": digests}
+
+
+def _manifest_of(request) -> dict:
+    if "manifest" in request.FILES:
+        raise serializers.ValidationError(
+            {"manifest": ["send the manifest as a text part, not a file (curl: -F 'manifest=<manifest.json')"]})
+    text = request.POST.get("manifest")
+    if text is None:
+        raise serializers.ValidationError(
+            {"manifest": ['this text part is required: JSON {"assets": [{"asset_id", "subject_id"?, "file"}]}']})
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        raise serializers.ValidationError({"manifest": ["not valid JSON"]}) from None
+    if not isinstance(manifest, dict):
+        raise serializers.ValidationError({"manifest": ["must be a JSON object"]})
+    return manifest
+
+
+def _uploaded_images(assets: list[dict], files) -> dict[str, bytes]:
+    """Each named file part's bytes; every part refused (and why, for which asset) in one answer."""
+    images, refused = {}, []
+    for asset in assets:
+        part, uploads = asset["file"], files.getlist(asset["file"])
+        if len(uploads) != 1:
+            error = (UnexpectedFile("several file parts have this name; send one per asset") if uploads
+                     else FileMissing("no file part of this name (send the image as a file part)"))
+            refused.append((part, asset["asset_id"], error))
+            continue
+        try:
+            images[part] = checked_upload(uploads[0])
+        except ApplicationError as exc:  # too large, not an image, a format we do not accept
+            refused.append((part, asset["asset_id"], exc))
+    named = {asset["file"] for asset in assets}
+    refused += [(part, None, UnexpectedFile()) for part in files if part not in named]
+    if refused:
+        raise _refusal(refused)
+    return images
+
+
+def _refusal(refused: list[tuple[str, str | None, ApplicationError]]) -> ApplicationError:
+    """One answer for every refused file: their shared code and status, or 400 invalid_request when mixed."""
+    details = {"files": [{"file": part, "asset_id": asset_id, **error.as_dict()}
+                         for part, asset_id, error in refused]}
+    kind = type(refused[0][2]) if len({error.code for _, _, error in refused}) == 1 else InvalidRequest
+    count = f"{len(refused)} file{' was' if len(refused) == 1 else 's were'}"
+    return kind(f"{count} refused: details.files says which, for which asset, and why.", details=details)
 
 
 def _asset_specs(assets: list[dict]) -> list[job_services.AssetSpec]:
@@ -257,21 +399,24 @@ class IndexJobApi(TenantAPIView):
 
     @extend_schema(responses={200: JobOutput, 404: ERRORS[404]}, summary="An index job's state and counts")
     def get(self, request, job_id):
+        """An index job: its `state`, `progress` (0 to 1), counts of assets and faces, and timings."""
         return Response(JobOutput(job_selectors.job_of(tenant_id=self.tenant_id, job_id=job_id)).data)
 
 
 class IndexJobAssetsApi(TenantAPIView):
     allowed_roles = JOB_ROLES
+    pagination_class = PositionCursorPagination
 
     @extend_schema(parameters=[AssetFilterInput], responses={200: JobAssetOutput(many=True), 404: ERRORS[404]},
                    summary="Per-asset results of a job, in submission order (cursor pages)")
     def get(self, request, job_id):
+        """Each asset of a job, in the order submitted: its state, the faces indexed (ids and boxes), the
+        faces left out and why, and the error of a failed asset. Filter by `state`. A page holds `limit`
+        assets (default 100, at most 1000); follow `next`."""
         filters = query_params(AssetFilterInput, request)
         rows = job_selectors.job_assets_of(tenant_id=self.tenant_id, job_id=job_id,
                                            states=filters.get("state", ()))
-        paginator = PositionCursorPagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(JobAssetOutput(page, many=True).data)
+        return paginate(self, rows, JobAssetOutput)
 
 
 class IndexJobCancelApi(TenantAPIView):
@@ -281,5 +426,7 @@ class IndexJobCancelApi(TenantAPIView):
                                             409: OpenApiResponse(description="The job already finished")},
                    summary="Cancel a job (finished assets keep their faces)")
     def post(self, request, job_id):
+        """Stop a job: assets not started are cancelled; those already indexed keep their faces. A job
+        that has finished cannot be cancelled (`409`)."""
         job = job_services.cancel_job(tenant_id=self.tenant_id, job_id=job_id, actor=self.actor())
         return Response(JobOutput(job).data)

@@ -32,6 +32,7 @@ from embeddings.indexing.dispatch import publish_after_commit, refill_after_comm
 from embeddings.indexing.failures import Failure
 from embeddings.indexing.models import IndexJob, IndexJobAsset
 from embeddings.indexing.services import Asset, Job, job_summary, redacted_source
+from embeddings.store import rounding
 from embeddings.store.services import write_asset_faces
 from faceservice import durable
 from tenants.webhooks import services as webhooks
@@ -63,9 +64,9 @@ def _store(row: HeldRow, claim: Claim, faces: Sequence[Any], left_out: Sequence[
         submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
         job_id=row.job_id, expires_at=claim.faces_expire_at)
     results = [] if indexed.superseded else [
-        {"face_id": str(face_id), "bbox": _box(face.bbox), "det_score": round(float(face.det_score), 4)}
+        {"face_id": str(face_id), "bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score)}
         for face_id, face in zip(indexed.face_ids, faces, strict=True)]
-    left = [{"bbox": _box(f.bbox), "det_score": round(float(f.det_score), 4),
+    left = [{"bbox": rounding.box(f.bbox), "det_score": rounding.score(f.det_score),
              "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
     finish(row, Asset.SUCCEEDED, now, faces=results, left_out=left, superseded=indexed.superseded,
            error_code="", error_message="",
@@ -155,10 +156,6 @@ def backoff() -> durable.Backoff:
     """Doubling from INDEX_RETRY_BASE_SECONDS, with 'equal jitter': half of the delay fixed, half random."""
     return durable.Backoff(base_seconds=settings.INDEX_RETRY_BASE_SECONDS, factor=2,
                            max_seconds=settings.INDEX_RETRY_MAX_SECONDS, jitter=(0.5, 1.0))
-
-
-def _box(bbox: Sequence[float]) -> list[float]:
-    return [round(float(v), 1) for v in bbox]
 
 
 def _ms_since(started: datetime) -> float:

@@ -104,7 +104,7 @@ def process(claim: Claim) -> Processed:
     image = decode_image(data, image_limits())
     del data
     engine = face_engine()
-    analysis = engine.analyze(image, claim.options.analyze_options())
+    analysis = engine.analyze(image, claim.options.analyze_options(claim.subject_id))
     del image
     analysed = time.perf_counter()
     ensure_index(engine.model_id, engine.dimension)
@@ -227,7 +227,7 @@ def analyse(claim: Claim, prepared: Prepared) -> Outcome:
     try:
         started, cpu = time.perf_counter(), time.thread_time()
         engine = face_engine()
-        analysis = engine.analyze(prepared.image, claim.options.analyze_options())
+        analysis = engine.analyze(prepared.image, claim.options.analyze_options(claim.subject_id))
         # CPU per thread as well as wall: on a busy machine wall time says little about where work goes.
         timings = {"fetch_ms": prepared.timings["fetch_ms"],
                    "analyze_ms": round(prepared.timings["decode_ms"] + (time.perf_counter() - started) * 1000, 1),

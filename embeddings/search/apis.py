@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from embeddings.api import IMAGE_ERRORS, ImageSourceInput, image_from, plain_data
 from embeddings.image_sources import uploaded_source
 from embeddings.search import services as search_service
+from faceservice.api.fields import StrictCharField
 from faceservice.api.views import TenantAPIView
 from faceservice.errors import InvalidRequest
 
@@ -45,6 +46,8 @@ class SearchApi(TenantAPIView):
     allowed_roles = ("admin", "searcher")
 
     class SearchInput(serializers.Serializer):
+        exactly_one_of = ("image", "face_id")
+
         image = ImageSourceInput(required=False, help_text="JSON image; or send multipart field `image`")
         face_id = serializers.UUIDField(required=False, help_text="Search by an indexed face instead")
         faces = serializers.ChoiceField(choices=["all", "largest"], default="all",
@@ -54,16 +57,43 @@ class SearchApi(TenantAPIView):
         threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False,
                                            help_text="Default: SEARCH_MATCH_THRESHOLD (0.45 for the test pack), "
                                                      "the 1:N operating point")
-        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+        subject_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
                                             max_length=1000)
-        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+        asset_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
                                           max_length=1000)
         group_by = serializers.ChoiceField(choices=["subject"], required=False, allow_null=True,
                                            help_text="subject: only the best face per subject")
 
-    @extend_schema(request=SearchInput, responses={200: SearchOutput, **IMAGE_ERRORS},
+    class SearchUpload(serializers.Serializer):
+        """The multipart form: the photo as a file, the options as form fields."""
+
+        exactly_one_of = ("image", "face_id")
+
+        image = serializers.FileField(required=False, help_text="The photo (JPEG, PNG or WebP)")
+        face_id = serializers.UUIDField(required=False, help_text="Search by an indexed face instead")
+        faces = serializers.ChoiceField(choices=["all", "largest"], default="all")
+        max_faces = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        top_k = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False)
+        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                            max_length=1000)
+        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                          max_length=1000)
+        group_by = serializers.ChoiceField(choices=["subject"], required=False)
+
+    @extend_schema(request={"application/json": SearchInput, "multipart/form-data": SearchUpload},
+                   responses={200: SearchOutput, **IMAGE_ERRORS},
                    summary="Search by photo (1:N) or by face id")
     def post(self, request):
+        """Find who is in a photo: each face found (all, or the largest) is matched against your indexed
+        faces, and the matches at or above `threshold` come back best first, at most `top_k` per face.
+        Give exactly one of a photo (multipart file `image`, or JSON `image` as base64, an https URL or
+        an S3 object) or the `face_id` of an indexed face. Narrow with `subject_ids` / `asset_ids`;
+        `group_by=subject` keeps the best face per person. The photo is processed in memory and
+        forgotten: nothing of it is stored or logged. Limits: 15 MiB and 40 megapixels per image.
+
+        Example: `curl -H "Authorization: Bearer $KEY" -F image=@photo.jpg -F top_k=5 .../v1/search`
+        """
         data = self.SearchInput(data=plain_data(request))
         data.is_valid(raise_exception=True)
         options = data.validated_data
@@ -101,15 +131,18 @@ class CompareOutput(serializers.Serializer):
     comparisons = ComparisonOutput(many=True)
 
 
+class CompareReferenceInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    image = ImageSourceInput()
+
+
 class CompareApi(TenantAPIView):
     """Compare a photo with named reference photos. Stores nothing at all."""
 
     allowed_roles = ("admin", "searcher", "comparer")
     MAX_REFERENCES = 10
 
-    class ReferenceInput(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
-        image = ImageSourceInput()
+    ReferenceInput = CompareReferenceInput
 
     class CompareInput(serializers.Serializer):
         target = ImageSourceInput(required=False, help_text="JSON image; or multipart field `target`")
@@ -117,9 +150,33 @@ class CompareApi(TenantAPIView):
                                            help_text="[{name, image}]; or multipart files `reference`")
         threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False)
 
-    @extend_schema(request=CompareInput, responses={200: CompareOutput, **IMAGE_ERRORS},
+    class CompareJson(serializers.Serializer):
+        """The JSON body as documented: a target and 1-10 named references."""
+
+        target = ImageSourceInput()
+        references = serializers.ListField(child=CompareReferenceInput(), min_length=1, max_length=10)
+        threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False)
+
+    class CompareUpload(serializers.Serializer):
+        """The multipart form: the target and 1-10 `reference` files (each named by its file name)."""
+
+        target = serializers.FileField(help_text="The photo to compare")
+        reference = serializers.ListField(child=serializers.FileField(), min_length=1, max_length=10,
+                                          help_text="The reference photos: repeat the part once per photo")
+        threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False)
+
+    @extend_schema(request={"application/json": CompareJson, "multipart/form-data": CompareUpload},
+                   responses={200: CompareOutput, **IMAGE_ERRORS},
                    summary="Compare a photo with 1-10 reference photos (1:1 / 1:few), stateless")
     def post(self, request):
+        """Compare one photo's largest face with 1-10 reference photos (1:1 or 1:few) and say, per
+        reference, the similarity and whether it is a `match` at `threshold` (default
+        `FACE_MATCH_THRESHOLD`). Stateless: nothing is stored, searched or logged, so the `comparer` role
+        may use it without access to your indexed faces. A reference that cannot be read gets its own
+        `error` instead of failing the request.
+
+        Example: `curl -H "Authorization: Bearer $KEY" -F target=@a.jpg -F reference=@b.jpg .../v1/compare`
+        """
         data = self.CompareInput(data=plain_data(request))
         data.is_valid(raise_exception=True)
         target = image_from(request, "target", data.validated_data)

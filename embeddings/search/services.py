@@ -17,6 +17,7 @@ from embeddings.engine import AnalyzeOptions, decode_image
 from embeddings.face_engine import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
 from embeddings.search.selectors import Match, SearchTimings, search_faces_many
+from embeddings.store import rounding
 from embeddings.store.selectors import face_embedding
 from faceservice.errors import ImageError, Unprocessable
 
@@ -73,19 +74,23 @@ def _best_per_subject(matches: list[Match], top_k: int) -> list[Match]:
 
 def _match_dict(match: Match) -> dict:
     return {"face_id": match.face_id, "asset_id": match.asset_id, "subject_id": match.subject_id,
-            "similarity": round(match.similarity, 6)}
+            "similarity": rounding.score(match.similarity)}
 
 
 def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, query: SearchQuery,
-                       timings: SearchTimings) -> list[list[Match]]:
-    # Fetch more when grouping by subject, so grouping still fills top_k.
+                       timings: SearchTimings, exclude_face_id: UUID | None = None) -> list[list[Match]]:
+    # Fetch more when grouping by subject, so grouping still fills top_k; one more
+    # when a face is left out, so leaving it out still fills top_k.
     top_k = query.top_k * 5 if query.group_by_subject else query.top_k
+    top_k += 1 if exclude_face_id is not None else 0
     results = search_faces_many(tenant_id=tenant_id, embeddings=embeddings, model_id=model_id, top_k=top_k,
                                 threshold=query.threshold, subject_ids=query.subject_ids,
                                 asset_ids=query.asset_ids, timings=timings)
+    if exclude_face_id is not None:
+        results = [[m for m in matches if str(m.face_id) != str(exclude_face_id)] for matches in results]
     if query.group_by_subject:
         return [_best_per_subject(matches, query.top_k) for matches in results]
-    return results
+    return [matches[:query.top_k] for matches in results]
 
 
 def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery, actor: Actor) -> SearchResult:
@@ -104,10 +109,9 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
     found = _search_embeddings(tenant_id, [face.embedding for face in analysis.faces], engine.model_id, query,
                                timings)
     for face, matches in zip(analysis.faces, found, strict=True):
-        result.faces.append({"bbox": [round(float(v), 1) for v in face.bbox],
-                             "det_score": round(float(face.det_score), 4),
+        result.faces.append({"bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score),
                              "matches": [_match_dict(m) for m in matches]})
-    result.left_out = [{"bbox": [round(float(v), 1) for v in f.bbox], "reason": f.reason}
+    result.left_out = [{"bbox": rounding.box(f.bbox), "reason": f.reason}
                        for f in analysis.left_out]
     watch.lap("search")
     _audit_search(tenant_id, actor, result, source_kind=source.kind)
@@ -116,11 +120,11 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
 
 
 def search_by_face(*, tenant_id: UUID, face_id: UUID, query: SearchQuery, actor: Actor) -> SearchResult:
-    """Faces like one already indexed (the face itself comes first, at similarity 1)."""
+    """Faces like one already indexed, the face itself left out (it would always come first, at 1)."""
     watch = Stopwatch()
     embedding, model_id = face_embedding(tenant_id=tenant_id, face_id=face_id)
     timings = SearchTimings()
-    matches = _search_embeddings(tenant_id, [embedding], model_id, query, timings)[0]
+    matches = _search_embeddings(tenant_id, [embedding], model_id, query, timings, exclude_face_id=face_id)[0]
     watch.lap("search")
     result = SearchResult(model_id=model_id, threshold=query.threshold,
                           faces=[{"bbox": None, "det_score": None, "matches": [_match_dict(m) for m in matches]}])
@@ -171,7 +175,7 @@ def compare(*, tenant_id: UUID, target: ImageSource, references: list[tuple[str,
                                 "error": exc.code})
             continue
         similarity = float(np.dot(target_embedding, embedding)) if embedding is not None else None
-        comparisons.append({"name": name, "similarity": round(similarity, 6) if similarity is not None else None,
+        comparisons.append({"name": name, "similarity": rounding.score(similarity) if similarity is not None else None,
                             "match": similarity is not None and similarity >= threshold,
                             "faces_found": found, "error": None if embedding is not None else "no_face_detected"})
     record_event(tenant_id=tenant_id, actor=actor, action="faces.compared",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -13,7 +13,8 @@ from embeddings.store import selectors, services
 from embeddings.store.models import DeletionRequest
 from embeddings.store.receipts import DeletionReceipt
 from embeddings.store.statistics import tenant_statistics
-from faceservice.api.pagination import NewestFirstCursorPagination
+from faceservice.api.fields import StrictCharField
+from faceservice.api.pagination import NewestFirstCursorPagination, paginate
 from faceservice.api.queries import query_params
 from faceservice.api.views import TenantAPIView
 from faceservice.errors import InvalidRequest
@@ -41,22 +42,27 @@ class FaceOutput(serializers.Serializer):
 
 
 class FaceFilterInput(serializers.Serializer):
-    asset_id = serializers.CharField(max_length=255, required=False)
-    subject_id = serializers.CharField(max_length=255, required=False)
+    asset_id = serializers.CharField(max_length=255, required=False, help_text="Faces of this asset")
+    subject_id = serializers.CharField(max_length=255, required=False, help_text="Faces of this subject")
 
 
 class FaceListApi(TenantAPIView):
     allowed_roles = FACE_LIST_ROLES
+    pagination_class = NewestFirstCursorPagination
 
     @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: INVALID_FILTER},
                    summary="List faces (metadata only) of an asset or a subject, newest first")
     def get(self, request):
+        """The faces stored for an asset (`asset_id`) or a subject (`subject_id`), newest first: ids, box,
+        detection score, model and expiry. Never an embedding or an image. A page holds `limit` faces
+        (default 50, at most 500); follow `next`.
+
+        Example: `GET /v1/faces?subject_id=alice&limit=100`
+        """
         filters = query_params(FaceFilterInput, request)
         faces = selectors.faces_for(tenant_id=self.tenant_id, asset_id=filters.get("asset_id"),
                                     subject_id=filters.get("subject_id"))
-        paginator = NewestFirstCursorPagination()
-        page = paginator.paginate_queryset(faces, request, view=self)
-        return paginator.get_paginated_response(FaceOutput(page, many=True).data)
+        return paginate(self, faces, FaceOutput)
 
 
 class ReceiptOutput(serializers.Serializer):
@@ -88,7 +94,8 @@ def delete_now_or_queue(view, requested: dict, delete_now) -> Response:
     """A receipt now (200), or, past DELETE_SYNC_MAX_FACES, a deletion for a worker (202)."""
     if deletions.count_matching(tenant_id=view.tenant_id, requested=requested) > settings.DELETE_SYNC_MAX_FACES:
         deletion = deletions.request_deletion(tenant_id=view.tenant_id, requested=requested, actor=view.actor())
-        return Response(DeletionOutput(deletion_body(deletion)).data, status=202)
+        body = DeletionOutput(deletion_body(deletion)).data
+        return Response(body, status=202, headers={"Location": body["status_url"]})
     return Response(ReceiptOutput(delete_now()).data)
 
 
@@ -99,6 +106,9 @@ class DeletionApi(TenantAPIView):
 
     @extend_schema(responses={200: DeletionOutput, 404: ERRORS[404]}, summary="A queued deletion and its receipt")
     def get(self, request, deletion_id):
+        """A deletion that was too large to finish in the request (a `202` from `faces/delete` or
+        `faces/purge`): its `status` (`pending`, `running`, `succeeded`, `failed`), and its receipt once it
+        has succeeded. Poll it every few seconds."""
         deletion = selectors.deletion_request(tenant_id=self.tenant_id, deletion_id=deletion_id)
         return Response(DeletionOutput(deletion_body(deletion)).data)
 
@@ -109,10 +119,12 @@ class DeleteFacesApi(TenantAPIView):
     allowed_roles = ("admin",)
 
     class DeleteInput(serializers.Serializer):
+        exactly_one_of = ("face_ids", "asset_ids", "subject_ids")  # a non-empty list (see the schema)
+
         face_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=10000)
-        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+        asset_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
                                           max_length=10000)
-        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+        subject_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
                                             max_length=10000)
 
         def validate(self, attrs):
@@ -123,11 +135,24 @@ class DeleteFacesApi(TenantAPIView):
     @extend_schema(request=DeleteInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},
                    summary="Delete faces; a receipt (200), or a deletion to poll when large (202)")
     def post(self, request):
+        """Delete face data by exactly one of `face_ids`, `asset_ids` or `subject_ids` (up to 10 000 each): the
+        faces are gone when the answer comes, and the answer is the deletion receipt (`200`). Past
+        `DELETE_SYNC_MAX_FACES` faces the deletion runs in the background instead: `202` with the deletion to
+        poll (`Location`, `status_url`).
+
+        Example body: `{"subject_ids": ["alice"]}`
+        """
         data = self.DeleteInput(data=request.data)
         data.is_valid(raise_exception=True)
         requested = {k: [str(v) for v in values] for k, values in data.validated_data.items() if values}
         return delete_now_or_queue(self, requested, lambda: services.delete_faces(
             tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data))
+
+
+@extend_schema_field({"type": "string", "enum": ["delete all face data"]})
+class ConfirmationField(serializers.CharField):
+    """The purge phrase: documented as the one value, checked by the view so that a wrong phrase is
+    `confirmation_required` rather than a generic invalid choice."""
 
 
 class PurgeFacesApi(TenantAPIView):
@@ -137,11 +162,15 @@ class PurgeFacesApi(TenantAPIView):
     CONFIRMATION = "delete all face data"
 
     class PurgeInput(serializers.Serializer):
-        confirm = serializers.CharField(help_text='Must be exactly "delete all face data"')
+        confirm = ConfirmationField(help_text='Must be exactly "delete all face data"')
 
     @extend_schema(request=PurgeInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},
                    summary="Purge every face of the tenant and shred its keys")
     def post(self, request):
+        """Delete every face of your tenant and destroy its data keys (crypto-shredding): nothing indexed
+        before can be read again, even from backups. Irreversible, so the body must say so:
+        `{"confirm": "delete all face data"}`. A receipt (`200`), or `202` and a deletion to poll when large.
+        """
         data = self.PurgeInput(data=request.data)
         data.is_valid(raise_exception=True)
         if data.validated_data["confirm"] != self.CONFIRMATION:
@@ -157,6 +186,8 @@ class ReceiptApi(TenantAPIView):
 
     @extend_schema(responses={200: ReceiptOutput, 404: ERRORS[404]}, summary="A deletion receipt")
     def get(self, request, receipt_id):
+        """A deletion receipt, read back from the audit log (which deletions never touch): what was asked,
+        how many faces and assets were deleted, how many keys destroyed, and when. Keep its id as proof."""
         receipt = selectors.deletion_receipt(tenant_id=self.tenant_id, receipt_id=receipt_id)
         return Response(ReceiptOutput(receipt).data)
 
@@ -168,4 +199,6 @@ class StatisticsApi(TenantAPIView):
 
     @extend_schema(responses={200: serializers.DictField()}, summary="Tenant statistics")
     def get(self, request):
+        """Counts without personal data: faces, assets and subjects stored, activity per day (indexing,
+        searches, deletions) and storage used."""
         return Response(tenant_statistics(tenant_id=self.tenant_id))

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from audit.services import Actor, record_event
 from embeddings.store import vector_index
@@ -83,12 +82,13 @@ def _finish(deletion: DeletionRequest, actor: Actor) -> None:
         deletion.assets_deleted, _ = matching_assets(tenant_id, deletion.requested).delete()
         if deletion.requested.get("purge"):
             deletion.keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
-        deletion.status, deletion.finished_at = DeletionRequest.Status.SUCCEEDED, timezone.now()
+        counts = DeletionReceipt.of_deletion(deletion)
+        event = record_event(tenant_id=tenant_id, actor=actor, action=counts.action, target=deletion.requested,
+                             details=counts.audit_details(), receipt_id=deletion.receipt_id)
+        # The receipt's time is its audit event's, so GET /v1/receipts/<id> reads the same instant.
+        deletion.status, deletion.finished_at = DeletionRequest.Status.SUCCEEDED, event.occurred_at
         deletion.save()
-        receipt = DeletionReceipt.of_deletion(deletion)
-        record_event(tenant_id=tenant_id, actor=actor, action=receipt.action, target=deletion.requested,
-                     details=receipt.audit_details(), receipt_id=deletion.receipt_id)
-        notify_deleted(tenant_id=tenant_id, receipt=receipt)
+        notify_deleted(tenant_id=tenant_id, receipt=DeletionReceipt.of_deletion(deletion))
 
 
 def run_deletion(*, tenant_id: UUID | str, deletion_id: UUID | str, batch_size: int = 5000) -> DeletionRequest:

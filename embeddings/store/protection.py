@@ -27,16 +27,13 @@ Pure Python + NumPy + cryptography; no Django.
 from __future__ import annotations
 
 import math
-import os
-import threading
-import time
 import uuid
-from collections import OrderedDict
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from faceservice import sealing
+from faceservice.secret_cache import SecretCache
 
 __all__ = [
     "FORMAT_VERSION",
@@ -227,74 +224,20 @@ def _orthogonal_from_seed(seed: bytes, dimension: int) -> np.ndarray:
     return matrix
 
 
-class _MatrixCache:
-    """LRU of projection matrices keyed by (DEK fingerprint, version, model, dim).
-
-    Holds the matrices (which are themselves secret: with R a template can be
-    inverted) but never the DEK. Entries expire after ``ttl_seconds`` so a
-    shredded tenant's R does not outlive its DEK in a worker for long."""
-
-    def __init__(self, max_entries: int = 64, ttl_seconds: float = 600.0) -> None:
-        self.max_entries = max_entries
-        self.ttl_seconds = ttl_seconds
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, int, str, int], tuple[np.ndarray, float]] = (
-            OrderedDict())
-
-    def __repr__(self) -> str:
-        return f"<projection matrix cache: {len(self._entries)}/{self.max_entries} entries>"
-
-    def __reduce__(self):
-        raise TypeError("the projection cache holds secret matrices and must not be pickled")
-
-    def get(self, key: tuple[str, int, str, int]) -> np.ndarray | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[1] <= time.monotonic():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[0]
-
-    def put(self, key: tuple[str, int, str, int], matrix: np.ndarray) -> None:
-        if self.max_entries <= 0 or self.ttl_seconds <= 0:
-            return
-        with self._lock:
-            self._entries[key] = (matrix, time.monotonic() + self.ttl_seconds)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-_matrix_cache = _MatrixCache()
-
-
-def _reset_after_fork() -> None:
-    _matrix_cache._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+# Projection matrices keyed by (DEK fingerprint, key version, model id, dimension).
+# The matrices are themselves secret (with R a template can be inverted), so they
+# follow the secret-cache rules (bounded, expiring, never pickled or shown, emptied
+# after fork); the DEK itself is never part of the key. Entries expire so that a
+# shredded tenant's R does not outlive its DEK in a worker for long.
+_matrix_cache: SecretCache[tuple[str, int, str, int], np.ndarray] = SecretCache(
+    label="projection matrix cache", contents="secret matrices", max_entries=64, ttl_seconds=600.0)
 
 
 def configure_projection_cache(*, max_entries: int | None = None,
                                ttl_seconds: float | None = None) -> None:
     """Resize / re-time the process-wide projection matrix cache (0 disables it).
     At d=512 each entry is 1 MiB."""
-    if max_entries is not None:
-        _matrix_cache.max_entries = int(max_entries)
-    if ttl_seconds is not None:
-        _matrix_cache.ttl_seconds = float(ttl_seconds)
-    _matrix_cache.clear()
+    _matrix_cache.configure(max_entries=max_entries, ttl_seconds=ttl_seconds)
 
 
 def clear_projection_cache() -> None:
@@ -308,7 +251,7 @@ def projection_matrix(*, dek: bytes, key_version: int, dimension: int,
     key version and model: HKDF-SHA256(DEK; info = purpose, key version, model
     id, dimension) → 32-byte seed → AES-CTR bit stream → Gaussian d×d → QR with
     sign fix. Deterministic for a given DEK + version + model + dimension;
-    cached per process (about 40 ms to build at d=512)."""
+    cached per process and built once per key at a time (about 40 ms at d=512)."""
     dek = _dek(dek)
     key_version = _key_version(key_version)
     if isinstance(dimension, bool) or not isinstance(dimension, int) \
@@ -316,12 +259,9 @@ def projection_matrix(*, dek: bytes, key_version: int, dimension: int,
         raise ValueError(f"dimension must be an int in [2, {_MAX_DIMENSION}]")
     model = _text(model_id, "model_id")
     cache_key = (dek_fingerprint(dek), key_version, model, dimension)
-    matrix = _matrix_cache.get(cache_key)
-    if matrix is None:
-        matrix = _orthogonal_from_seed(_projection_seed(dek, key_version, dimension, model),
-                                       dimension)
-        _matrix_cache.put(cache_key, matrix)
-    return matrix
+    return _matrix_cache.get_or_load(
+        cache_key,
+        lambda: _orthogonal_from_seed(_projection_seed(dek, key_version, dimension, model), dimension))
 
 
 def _square(matrix: np.ndarray) -> np.ndarray:

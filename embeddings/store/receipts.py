@@ -4,7 +4,8 @@ A receipt is made when a deletion commits (embeddings/store/services.py for
 deletions done in the request, embeddings/store/deletion.py for queued ones),
 sent in the `faces.deleted` webhook, and read back later from its audit event
 (deletions never delete audit events). It holds ids the tenant gave and counts,
-never face data.
+never face data. Its time is its audit event's `occurred_at`, one clock reading
+wherever the receipt is shown, in the one format (faceservice/timestamps.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from uuid import UUID
 
 from audit.models import AuditEvent
 from embeddings.store.models import DeletionRequest
+from faceservice.timestamps import iso_utc
 
 # The audit actions whose events carry a receipt.
 RECEIPT_ACTIONS = ("faces.deleted", "faces.purged")
@@ -46,7 +48,7 @@ class DeletionReceipt:
         return {"receipt_id": str(self.receipt_id), "requested": self.requested,
                 "faces_deleted": self.faces_deleted, "assets_deleted": self.assets_deleted,
                 "keys_destroyed": self.keys_destroyed,
-                "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None}
+                "deleted_at": iso_utc(self.deleted_at) if self.deleted_at else None}
 
     @classmethod
     def of_deletion(cls, deletion: DeletionRequest) -> DeletionReceipt:

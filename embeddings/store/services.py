@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
+from embeddings.store import rounding
 from embeddings.store.generations import next_generation
 from embeddings.store.models import Asset, Face
 from embeddings.store.protection import (
@@ -136,7 +137,7 @@ def write_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence[D
     expiry = _expiry(retention_days, now, expires_at)
     Face.objects.bulk_create([
         Face(id=face_id, tenant_id=tenant_id, asset_id=asset_id, subject_id=subject_id, job_id=job_id,
-             bbox=[round(float(v), 2) for v in face.bbox], det_score=float(face.det_score),
+             bbox=rounding.box(face.bbox), det_score=rounding.score(face.det_score),
              model_id=model_id, key_version=key.version, embedding_ciphertext=ciphertext,
              search_vector=vector, created_at=now, expires_at=expiry, gallery_generation=generation)
         for face, (face_id, ciphertext, vector) in zip(faces, protected, strict=True)
@@ -198,15 +199,15 @@ def delete_faces(*, tenant_id: UUID | str, actor: Actor, face_ids: Sequence[UUID
         raise ValueError("give exactly one of face_ids, asset_ids, subject_ids")
     requested = {name: [str(v) for v in values] for name, values in
                  (("face_ids", face_ids), ("asset_ids", asset_ids), ("subject_ids", subject_ids)) if values}
-    receipt_id, now = uuid.uuid4(), timezone.now()
+    receipt_id = uuid.uuid4()
     with tenant_context(tenant_id):
         deleted_ids, assets_deleted = _delete_matching(
             tenant_id, face_ids=face_ids, asset_ids=asset_ids, subject_ids=subject_ids)
-        record_event(tenant_id=tenant_id, actor=actor, action="faces.deleted", target=requested,
-                     details={"faces_deleted": len(deleted_ids), "assets_deleted": assets_deleted},
-                     receipt_id=receipt_id)
+        event = record_event(tenant_id=tenant_id, actor=actor, action="faces.deleted", target=requested,
+                             details={"faces_deleted": len(deleted_ids), "assets_deleted": assets_deleted},
+                             receipt_id=receipt_id)
         receipt = DeletionReceipt(receipt_id=receipt_id, requested=requested, faces_deleted=len(deleted_ids),
-                                  assets_deleted=assets_deleted, deleted_at=now, face_ids=deleted_ids)
+                                  assets_deleted=assets_deleted, deleted_at=event.occurred_at, face_ids=deleted_ids)
         notify_deleted(tenant_id=tenant_id, receipt=receipt)
     return receipt
 
@@ -218,17 +219,19 @@ def notify_deleted(*, tenant_id: UUID | str, receipt: DeletionReceipt) -> None:
 
 def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionReceipt:
     """Delete every face and asset of the tenant and destroy its data keys."""
-    receipt_id, now = uuid.uuid4(), timezone.now()
+    receipt_id = uuid.uuid4()
     with transaction.atomic(), tenant_context(tenant_id):
         faces_deleted, _ = Face.objects.filter(tenant_id=tenant_id).delete()
         assets_deleted, _ = Asset.objects.filter(tenant_id=tenant_id).delete()
         next_generation(tenant_id, removes=True)
         keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
-        record_event(tenant_id=tenant_id, actor=actor, action="faces.purged", target={"tenant_id": str(tenant_id)},
-                     details={"faces_deleted": faces_deleted, "assets_deleted": assets_deleted,
-                              "keys_destroyed": keys_destroyed}, receipt_id=receipt_id)
+        event = record_event(tenant_id=tenant_id, actor=actor, action="faces.purged",
+                             target={"tenant_id": str(tenant_id)}, receipt_id=receipt_id,
+                             details={"faces_deleted": faces_deleted, "assets_deleted": assets_deleted,
+                                      "keys_destroyed": keys_destroyed})
         receipt = DeletionReceipt(receipt_id=receipt_id, requested=PURGE, faces_deleted=faces_deleted,
-                                  assets_deleted=assets_deleted, deleted_at=now, keys_destroyed=keys_destroyed)
+                                  assets_deleted=assets_deleted, deleted_at=event.occurred_at,
+                                  keys_destroyed=keys_destroyed)
         notify_deleted(tenant_id=tenant_id, receipt=receipt)
     return receipt
 

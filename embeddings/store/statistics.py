@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from embeddings.store.models import Asset, Face
 from faceservice.tenancy import tenant_context
 
-ACTIVITY = {"faces.searched": "searches", "faces.compared": "compares", "job.submitted": "index_jobs"}
+ACTIVITY = {"faces.searched": "searches", "faces.compared": "compares", "index_job.submitted": "index_jobs"}
 
 
 def tenant_statistics(*, tenant_id: UUID | str, days: int = 30) -> dict:

@@ -38,17 +38,32 @@ class TenantPrincipal:
                      roles=tuple(sorted(self.roles)), client_ip=client_ip)
 
 
+class ConflictingCredentials(exceptions.APIException):
+    """Two different keys in one request: which one the caller meant is a guess we do not make."""
+
+    status_code = 400
+    default_code = "conflicting_credentials"
+    default_detail = "Send one API key: `Authorization: Bearer` and `X-API-Key` hold different keys."
+
+
+def presented_keys(request) -> list[str]:
+    """The keys in `Authorization: Bearer` and `X-API-Key`, in that order (empty ones left out)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    bearer = value.strip() if scheme.lower() == "bearer" else ""
+    return [key for key in (bearer, request.headers.get("X-API-Key", "")) if key]
+
+
 def presented_key(request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.headers.get("X-API-Key") or None
+    keys = presented_keys(request)
+    return keys[0] if keys else None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
-        plaintext = presented_key(request)
+        keys = presented_keys(request)
+        if len(set(keys)) > 1:
+            raise ConflictingCredentials()
+        plaintext = keys[0] if keys else None
         if plaintext is None:
             return None
         api_key = api_key_for_secret(plaintext)

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection, transaction
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -55,6 +55,9 @@ def _translate(exc: Exception) -> Exception:
         return exceptions.PermissionDenied()
     if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
         return PayloadTooLarge()
+    if isinstance(exc, TooManyFilesSent):
+        return PayloadTooLarge("The request carries more files than this service accepts "
+                               "(at most one per asset of an index job).")
     return exc
 
 
@@ -69,9 +72,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     _roll_back_request()
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
+        if not exc.message_is_public:
+            # The client gets the generic message; the detail (server paths, say) is for operators.
+            logger.warning("error detail for operators", extra={"code": exc.code, "detail": exc.message})
         return Response(error_body(exc.code, exc.public_message, exc.details), status=exc.http_status)
     if isinstance(exc, exceptions.APIException):
-        code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), "error")
+        # Ours (ConflictingCredentials, say) name their code in default_code.
+        code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), getattr(exc, "default_code", "error"))
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
         if getattr(exc, "auth_header", None):
@@ -79,11 +86,20 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(exc, exceptions.ValidationError):
             return Response(error_body(code, "The request is not valid.", exc.detail),
                             status=exc.status_code, headers=headers)
+        if isinstance(exc, exceptions.PermissionDenied):
+            return Response(error_body(code, _message(exc), _refusal_details(context)),
+                            status=exc.status_code, headers=headers)
         return Response(error_body(code, _message(exc)), status=exc.status_code, headers=headers)
     # Anything else is our bug: log the type and traceback, answer without detail.
     logger.error("unhandled error", exc_info=exc)
     return Response(error_body("internal_error", "Something went wrong on our side."),
                     status=500)
+
+
+def _refusal_details(context: dict) -> dict | None:
+    """The roles that would have been allowed (HasRole remembers them on the request)."""
+    refused = getattr(context.get("request"), "refused_role", None)
+    return {"allowed_roles": refused["needed"]} if refused else None
 
 
 def _message(exc: exceptions.APIException) -> str:

@@ -3,6 +3,7 @@
 from pydantic import Field
 
 from faceservice.settings.environment import Variables, export, read, shown
+from faceservice.settings.jobs import INDEX_JOB_MAX_ASSETS
 
 
 class Requests(Variables):
@@ -36,6 +37,10 @@ FILE_UPLOAD_HANDLERS = ["faceservice.api.uploads.InMemoryOnlyUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = _requests.MAX_REQUEST_BYTES
 DATA_UPLOAD_MAX_MEMORY_SIZE = _requests.MAX_REQUEST_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+# One file part per asset: a multipart index job may carry as many files as a job
+# holds assets (search and compare take at most a few). Django refuses more with
+# TooManyFilesSent, which the error handler answers as a JSON 413.
+DATA_UPLOAD_MAX_NUMBER_FILES = INDEX_JOB_MAX_ASSETS
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["faceservice.api.authentication.ApiKeyAuthentication"],
@@ -53,7 +58,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "faceservice.api.schema.TenantAutoSchema",
     "EXCEPTION_HANDLER": "faceservice.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "NUM_PROXIES": _requests.NUM_PROXIES,
@@ -64,14 +69,25 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Multi-tenant face search: index faces from your images, search by a new photo, "
         "compare photos, delete face data. Authenticate with `Authorization: Bearer <api key>`. "
-        "Every error has the shape `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
+        "Every error has the shape `{\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}` "
+        "(the `ErrorOutput` schema); every answer carries `X-Request-ID`. Lists are cursor pages "
+        "`{\"next\", \"previous\", \"results\"}`: follow `next` until it is null."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Our PATCH serializers are not partial: document the fields they require as required.
+    "COMPONENT_SPLIT_PATCH": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
+    # The docs pages load the pinned Swagger UI and ReDoc builds of drf-spectacular-sidecar
+    # from our own /static/, never a CDN: they work offline, and no third-party script runs
+    # on the page where users paste their API key. No online validator badge either.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Several models have a `state` field with different choices; name each enum.
     "ENUM_NAME_OVERRIDES": {
         "IndexJobStateEnum": "embeddings.models.IndexJob.State",

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "faceservice",
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "faceservice.api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "faceservice.static_files.StaticFilesMiddleware",  # WhiteNoise
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,7 +83,17 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# Served by WhiteNoise (MIDDLEWARE, faceservice/static_files.py) from the web process:
+# the API docs pages and the consoles need their scripts and styles wherever the service
+# runs, with no proxy set up for them and no CDN. The image collects them here at build
+# time (deploy/Dockerfile), compressed; a checkout collects nothing, and WhiteNoise finds
+# them in the apps instead, once when the process starts (./dev run, the tests).
 STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # JSON lines, request id on each, never bodies or secrets.
 LOGGING = {

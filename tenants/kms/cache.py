@@ -13,31 +13,23 @@ plaintext for a short while. The cache is deliberately narrow:
   inherited in a held state;
 - never pickled, copied or shown: ``repr`` has counts only, pickling raises.
 
+Those rules are faceservice.secret_cache.SecretCache's (shared with the
+projection matrix cache); this class adds the (tenant id, key version) key and
+its validation.
+
 Python cannot reliably wipe ``bytes``; eviction drops our reference and
 leaves the memory to the allocator. See docs/SECURITY.md, "4. Plaintext keys in memory".
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Any, NoReturn
+
+from faceservice.secret_cache import SecretCache
 
 CacheKey = tuple[str, int]
-
-_live_caches: weakref.WeakSet[DataKeyCache] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for cache in list(_live_caches):
-        cache._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _cache_key(tenant_id: Hashable, key_version: int) -> CacheKey:
@@ -46,128 +38,76 @@ def _cache_key(tenant_id: Hashable, key_version: int) -> CacheKey:
     return (str(tenant_id), key_version)
 
 
+def _checked(data_key: bytes) -> bytes:
+    if not isinstance(data_key, bytes):
+        raise TypeError("data_key must be bytes")
+    return data_key
+
+
 class DataKeyCache:
     """Plaintext data keys keyed by (tenant id, key version)."""
 
     def __init__(self, ttl_seconds: float, max_entries: int, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if ttl_seconds < 0:
-            raise ValueError("ttl_seconds must be >= 0")
-        if max_entries < 0:
-            raise ValueError("max_entries must be >= 0")
-        self._ttl = float(ttl_seconds)
-        self._max = int(max_entries)
-        self._clock = clock
-        self._reset()
-        _live_caches.add(self)
+        self._cache: SecretCache[CacheKey, bytes] = SecretCache(
+            label="DataKeyCache", contents="plaintext keys",
+            ttl_seconds=ttl_seconds, max_entries=max_entries, clock=clock)
 
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[CacheKey, tuple[bytes, float]] = OrderedDict()
-        self._loading: dict[CacheKey, threading.Lock] = {}
-
-    # --- never serialised or shown --------------------------------------------------
+    # --- never serialised or shown: SecretCache's refusals, under this class's name ---
 
     def __repr__(self) -> str:
-        return (f"<DataKeyCache entries={len(self._entries)} max_entries={self._max} "
-                f"ttl_seconds={self._ttl:g}>")
+        return repr(self._cache)
 
     __str__ = __repr__
 
-    def __reduce__(self):
-        raise TypeError("DataKeyCache holds plaintext keys and must not be pickled or copied")
+    def __reduce__(self) -> NoReturn:
+        self._cache.__reduce__()
 
-    def __reduce_ex__(self, protocol):
-        return self.__reduce__()
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        self._cache.__reduce__()
 
-    def __getstate__(self):
-        raise TypeError("DataKeyCache holds plaintext keys and must not be pickled")
+    def __getstate__(self) -> NoReturn:
+        self._cache.__getstate__()
 
     # --- API --------------------------------------------------------------------------
 
     @property
     def ttl_seconds(self) -> float:
-        return self._ttl
+        return self._cache.ttl_seconds
 
     @property
     def max_entries(self) -> int:
-        return self._max
+        return self._cache.max_entries
 
     def __len__(self) -> int:
-        with self._lock:
-            self._purge_expired(self._clock())
-            return len(self._entries)
+        return len(self._cache)
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, tuple) or len(item) != 2:
             return False
         return self.get(*item) is not None
 
-    def _purge_expired(self, now: float) -> None:
-        expired = [k for k, (_, expires) in self._entries.items() if expires <= now]
-        for k in expired:
-            del self._entries[k]
-
     def get(self, tenant_id: Hashable, key_version: int) -> bytes | None:
         """The cached key, or None if absent or expired."""
-        key = _cache_key(tenant_id, key_version)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[1] <= self._clock():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[0]
+        return self._cache.get(_cache_key(tenant_id, key_version))
 
     def put(self, tenant_id: Hashable, key_version: int, data_key: bytes) -> None:
         key = _cache_key(tenant_id, key_version)
-        if not isinstance(data_key, bytes):
-            raise TypeError("data_key must be bytes")
-        if self._max == 0 or self._ttl == 0:
-            return
-        with self._lock:
-            now = self._clock()
-            self._entries[key] = (data_key, now + self._ttl)
-            self._entries.move_to_end(key)
-            if len(self._entries) > self._max:
-                self._purge_expired(now)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+        self._cache.put(key, _checked(data_key))
 
     def get_or_load(self, tenant_id: Hashable, key_version: int,
                     loader: Callable[[], bytes]) -> bytes:
         """The cached key, or ``loader()`` (called once per key at a time) cached."""
-        cached = self.get(tenant_id, key_version)
-        if cached is not None:
-            return cached
         key = _cache_key(tenant_id, key_version)
-        with self._lock:
-            per_key = self._loading.setdefault(key, threading.Lock())
-        try:
-            with per_key:
-                cached = self.get(tenant_id, key_version)  # another thread loaded it
-                if cached is not None:
-                    return cached
-                data_key = loader()
-                self.put(tenant_id, key_version, data_key)
-                return data_key
-        finally:
-            with self._lock:
-                if self._loading.get(key) is per_key and not per_key.locked():
-                    del self._loading[key]
+        return self._cache.get_or_load(key, lambda: _checked(loader()))
 
     def invalidate(self, tenant_id: Hashable, key_version: int | None = None) -> None:
         """Forget one tenant's key (one version, or all versions)."""
         tenant = str(tenant_id)
-        with self._lock:
-            if key_version is not None:
-                self._entries.pop(_cache_key(tenant, key_version), None)
-            else:
-                for k in [k for k in self._entries if k[0] == tenant]:
-                    del self._entries[k]
+        if key_version is not None:
+            self._cache.discard(_cache_key(tenant, key_version))
+        else:
+            self._cache.discard_where(lambda key: key[0] == tenant)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._cache.clear()

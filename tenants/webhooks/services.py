@@ -26,6 +26,7 @@ from faceservice.celery import app
 from faceservice.errors import Conflict, ImageError, InvalidRequest
 from faceservice.outbound.http import check_url
 from faceservice.tenancy import tenant_context
+from faceservice.timestamps import iso_utc
 from tenants.models import WebhookDelivery, WebhookEndpoint
 from tenants.webhooks.selectors import DeliveryNotFound, EndpointNotFound, endpoint_of
 from tenants.webhooks.signing import new_secret, seal_secret
@@ -180,13 +181,13 @@ def new_event_id() -> str:
 def _json_value(value: Any) -> Any:
     # Ids, counts, timestamps: yes. Bytes, arrays (images, embeddings): refused.
     if isinstance(value, (UUID, datetime)):
-        return value.isoformat() if isinstance(value, datetime) else str(value)
+        return iso_utc(value) if isinstance(value, datetime) else str(value)
     raise TypeError(f"a webhook payload may not hold {type(value).__name__} values")
 
 
 def event_body(*, event_type: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     data = json.loads(json.dumps(payload, default=_json_value, allow_nan=False))
-    return {"type": event_type, "timestamp": now.isoformat(), "data": data}
+    return {"type": event_type, "timestamp": iso_utc(now), "data": data}
 
 
 def emit_event(*, tenant_id: UUID | str, event_type: str, payload: dict[str, Any]) -> list[UUID]:

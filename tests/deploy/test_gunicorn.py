@@ -1,11 +1,13 @@
 """The web process as deployed: gunicorn with deploy/gunicorn.conf.py, production settings.
 
 Starts the real server on the test database and Redis, then probes it the way
-the container health check (deploy/healthcheck.py) and the Kubernetes probes do.
+the container health check (deploy/healthcheck.py) and the Kubernetes probes do,
+and sends it the requests gunicorn refuses before Django sees them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -101,3 +103,57 @@ def test_probe_headers_are_needed(web):
 def test_production_api_answers_json_over_the_proxy(web):
     port, _ = web
     assert _get(port, "/v1/tenant", **PROXY_HEADERS) == 401
+
+
+def _raw(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (urllib would refuse most of these requests) and read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+REFUSED_BY_GUNICORN = [
+    # (what, raw request, status, code)
+    ("a 10 kB request line", b"GET /v1/faces?cursor=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+     414, "request_line_too_long"),
+    ("a 20 kB header", b"GET /v1/faces HTTP/1.1\r\nHost: h\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n",
+     431, "request_headers_too_large"),
+    ("150 headers", b"GET /v1/faces HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150))
+     + b"\r\n", 431, "request_headers_too_large"),
+    ("bytes that are not HTTP", b"NOT HTTP AT ALL\r\n\r\n", 400, "malformed_request"),
+    ("a bad header name", b"GET /v1/faces HTTP/1.1\r\nHost: h\r\nBad Header: 1\r\n\r\n", 400, "malformed_request"),
+]
+
+
+@pytest.mark.parametrize(("what", "request_bytes", "status", "code"), REFUSED_BY_GUNICORN,
+                         ids=[case[0] for case in REFUSED_BY_GUNICORN])
+def test_what_gunicorn_refuses_is_answered_in_the_json_error_shape(web, what, request_bytes, status, code):
+    # Gunicorn answers these before Django sees them; our worker class
+    # (faceservice/gunicorn_worker.py) renders them like every other error.
+    port, _ = web
+    answered, headers, body = _raw(port, request_bytes)
+    assert answered == status, body[:300]
+    assert headers["Content-Type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "request_id"}
+    assert error["code"] == code and error["request_id"] == headers["X-Request-ID"]
+    # Every code a client may see is documented.
+    assert f"`{code}`" in (PROJECT_DIR / "docs" / "API.md").read_text()
+
+
+def test_requests_within_the_limits_reach_django(web):
+    # Just under gunicorn's limits, Django answers (here: 401 in JSON, no key).
+    port, _ = web
+    path = b"/v1/faces?cursor=" + b"a" * 8_000
+    answered, headers, body = _raw(port, b"GET " + path + b" HTTP/1.1\r\nHost: " + HOST.encode()
+                                   + b"\r\nX-Forwarded-Proto: https\r\nX-Big: " + b"b" * 8_000
+                                   + b"\r\nConnection: close\r\n\r\n")
+    assert answered == 401, body[:300]
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "unauthenticated"

@@ -83,7 +83,7 @@ def _refusal(key: str) -> dict:
 def test_revoked_key_is_refused(tenant, client_for, make_key):
     key = make_key(tenant, roles=("searcher",))
     key_id = _client(key).get("/v1/tenant").wsgi_request.api_key_id
-    assert client_for(tenant).delete(f"/v1/api-keys/{key_id}").status_code == 200
+    assert client_for(tenant).delete(f"/v1/api-keys/{key_id}").status_code == 204
     _refusal(key)
 
 
@@ -172,3 +172,15 @@ def test_without_the_cache_a_revocation_elsewhere_is_immediate(tenant, make_key,
     key_id = _client(key).get("/v1/tenant").wsgi_request.api_key_id
     _revoke_as_another_process_would(key_id)
     _refusal(key)
+
+
+def test_an_expiry_in_the_past_is_refused(tenant, client_for):
+    """Issue #14: a key born expired is a mistake, not a request."""
+    admin = client_for(tenant, ("admin",))
+    past = (timezone.now() - timedelta(minutes=1)).isoformat()
+    response = admin.post("/v1/api-keys", {"name": "late", "roles": ["searcher"], "expires_at": past},
+                          format="json")
+    error = assert_json_error(response, 400, "invalid_request")
+    assert "expires_at" in error["details"]
+    future = (timezone.now() + timedelta(days=1)).isoformat()
+    assert _create_key_via_api(admin, expires_at=future)["expires_at"]

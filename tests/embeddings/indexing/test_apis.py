@@ -38,7 +38,9 @@ def test_submit_answers_202_with_the_job_and_its_status_url(indexer, tenant, pub
     assert response.status_code == 202, response.content
     job = response.json()
     assert job["state"] == "queued" and job["counts"]["assets_total"] == 2 and job["progress"] == 0
-    assert job["options"] == {"max_faces": 3, "min_face_size": 40.0, "min_det_score": 0.6}
+    # subject_faces (issue #14): with a subject id, only the largest face by default.
+    assert job["options"] == {"max_faces": 3, "min_face_size": 40.0, "min_det_score": 0.6,
+                              "subject_faces": "largest"}
     assert response["Location"] == job["status_url"] == f"/v1/index-jobs/{job['id']}"
     status = indexer.get(job["status_url"]).json()
     assert status["id"] == job["id"] and status["counts"]["assets_pending"] == 2
@@ -178,3 +180,20 @@ def test_faces_of_another_tenant_are_not_listed(tenant, other_tenant, client_for
     complete(job_claims.claim_asset(tenant_id=other_tenant.id, job_asset_id=row.id))
     mine = client_for(tenant, roles=("searcher",)).get("/v1/faces", {"asset_id": "shared-name"})
     assert mine.json()["results"] == []
+
+
+def test_without_the_face_models_a_job_is_refused_at_submission(indexer, tenant, settings, published):
+    """Issue #14: 503 models_unavailable at once, not a 202 whose assets then sit in retry."""
+    settings.FACE_MODEL_PACK = "no-such-pack"
+    response = post_job(indexer, body(url_asset("a")))
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert error["code"] == "models_unavailable" and "no-such-pack" not in response.content.decode()
+    assert count(IndexJob, tenant_id=tenant.id) == 0 and published == []
+
+
+def test_subject_faces_option_is_validated(indexer, published):
+    refused = post_job(indexer, body(url_asset("a", subject_id="s"), options={"subject_faces": "most"}))
+    assert refused.status_code == 400 and "subject_faces" in str(refused.json()["error"]["details"])
+    accepted = post_job(indexer, body(url_asset("a", subject_id="s"), options={"subject_faces": "all"}))
+    assert accepted.status_code == 202 and accepted.json()["options"]["subject_faces"] == "all"

@@ -130,3 +130,40 @@ def test_inline_image_is_processed_from_its_sealed_copy(tenant, published):
     assert outcome == "succeeded"
     (row,) = find(IndexJobAsset, job_id=job.id)
     assert len(row.faces) == 1
+
+
+GROUP_PHOTO = FACES_DIR / "group-photos" / "016_8.jpg"  # 8 faces
+
+
+def run_group_photo(tenant, subject_id, subject_faces=None):
+    from embeddings.indexing.services import JobOptions, submit_index_job
+    from tests.embeddings.indexing.conftest import ACTOR
+    options = JobOptions(subject_faces=subject_faces) if subject_faces else JobOptions()
+    job = submit_index_job(tenant_id=tenant.id, actor=ACTOR, fingerprint=f"fp-{subject_faces}", options=options,
+                           assets=[AssetSpec(asset_id="group", subject_id=subject_id,
+                                             source=ImageSource(data=GROUP_PHOTO.read_bytes()))]).job
+    (row,) = find(IndexJobAsset, job_id=job.id)
+    assert pipeline.run_asset(tenant_id=str(tenant.id), job_asset_id=str(row.id)) == "succeeded"
+    (row,) = find(IndexJobAsset, job_id=job.id)
+    return row
+
+
+def area(bbox):
+    return (bbox[2] - bbox[0]) * (bbox[3] - bbox[1])
+
+
+def test_a_subjects_group_photo_labels_only_the_largest_face(tenant, published):
+    """Issue #14: with a subject id the bystanders are left out (not_largest_face), not labelled."""
+    row = run_group_photo(tenant, "alice")
+    assert len(row.faces) == 1
+    bystanders = [f for f in row.left_out if f["reason"] == "not_largest_face"]
+    assert len(bystanders) >= 5 and all(area(f["bbox"]) <= area(row.faces[0]["bbox"]) for f in bystanders)
+    assert count(Face, tenant_id=tenant.id, asset_id="group") == 1
+
+
+def test_all_faces_of_a_subjects_photo_on_request_and_without_a_subject(tenant, published):
+    labelled_all = run_group_photo(tenant, "alice", subject_faces="all")
+    assert len(labelled_all.faces) >= 6
+    assert not [f for f in labelled_all.left_out if f["reason"] == "not_largest_face"]
+    no_subject = run_group_photo(tenant, None)
+    assert len(no_subject.faces) == len(labelled_all.faces)

@@ -75,8 +75,12 @@ def test_search_by_face_id_and_foreign_face_id_is_404(enrolled, other_tenant, cl
     tenant, face_ids = enrolled
     face_id = str(face_ids["biden"][0])
     body = search(client_for(tenant, ("searcher",)), face_id=face_id).json()
-    assert body["faces"][0]["matches"][0]["face_id"] == face_id
-    assert body["faces"][0]["matches"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    # Issue #14: the query face itself is left out; the person's other photo comes first.
+    matches = body["faces"][0]["matches"]
+    assert face_id not in [m["face_id"] for m in matches]
+    assert matches[0]["face_id"] == str(face_ids["biden"][1]) and matches[0]["similarity"] < 0.9999
+    one = search(client_for(tenant, ("searcher",)), face_id=face_id, top_k=1, threshold=-1).json()
+    assert [m["face_id"] for m in one["faces"][0]["matches"]] == [str(face_ids["biden"][1])]
     assert_documented_shape(body)
     foreign = search(client_for(other_tenant, ("searcher",)), face_id=face_id)
     missing = search(client_for(other_tenant, ("searcher",)), face_id="00000000-0000-4000-8000-000000000000")
@@ -152,9 +156,16 @@ def test_query_image_is_never_kept(enrolled, client_for, caplog, tmp_path, monke
     assert encoded[1000:1100] not in text and "Bearer" not in text
 
 
-def test_missing_models_answer_503_with_instructions(tenant, client_for, settings):
+def test_missing_models_answer_503_with_instructions(tenant, client_for, settings, caplog):
+    """Issue #14: the instructions (which folders were searched) go to the operators' log;
+    the tenant's body only says the models are unavailable, no server path."""
     settings.FACE_MODEL_PACK = "no-such-pack"
-    response = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama1.jpg"))
+    with caplog.at_level(logging.WARNING, logger="faceservice.api.errors"):
+        response = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama1.jpg"))
     assert response.status_code == 503
     error = response.json()["error"]
-    assert error["code"] == "models_unavailable" and "no-such-pack" in error["message"]
+    assert error["code"] == "models_unavailable" and error["message"] == "the face models are not available"
+    body = response.content.decode()
+    assert "no-such-pack" not in body and str(settings.FACE_MODEL_ROOT) not in body
+    details = [r.detail for r in caplog.records if getattr(r, "code", None) == "models_unavailable"]
+    assert details and "no-such-pack" in details[0]

@@ -144,3 +144,29 @@ def test_statistics_count_without_personal_data(enrolled, client_for):
     assert stats["subjects"] == 5 and stats["face_storage_bytes"] > 0
     assert sum(day.get("searches", 0) for day in stats["activity_per_day"].values()) == 1
     assert "obama" not in str(stats)
+
+
+def test_statistics_count_index_jobs(tenant, client_for):
+    """Issue #14: /v1/stats counts the jobs submitted (it looked for an action never written)."""
+    response = client_for(tenant, ("indexer",)).post("/v1/index-jobs", {"assets": [
+        {"asset_id": "a", "image": {"url": "https://images.example/a.jpg"}}]}, format="json")
+    assert response.status_code == 202, response.content
+    stats = client_for(tenant, ("auditor",)).get("/v1/stats").json()
+    assert sum(day.get("index_jobs", 0) for day in stats["activity_per_day"].values()) == 1
+
+
+def test_faces_listed_with_the_one_rounding_rule(enrolled, client_for):
+    """Issue #14: boxes to 1 decimal, scores and similarities to 4, in listings, search and compare."""
+    tenant, _ = enrolled
+    client = client_for(tenant, ("admin", "searcher"))
+    listed = client.get("/v1/faces", {"limit": 50}).json()["results"]
+    searched = client.post("/v1/search", {"image": b64(PROBES / "obama_and_biden.jpg")}, format="json").json()
+    reference = {"name": "o", "image": b64(KNOWN / "enroll/obama/obama.jpg")}
+    compared = client.post("/v1/compare", {"target": b64(PROBES / "obama1.jpg"), "references": [reference]},
+                           format="json").json()
+    boxes = [v for face in listed + searched["faces"] for v in face["bbox"]]
+    scores = [face["det_score"] for face in listed + searched["faces"]]
+    scores += [m["similarity"] for face in searched["faces"] for m in face["matches"]]
+    scores += [c["similarity"] for c in compared["comparisons"]]
+    assert boxes and all(v == round(v, 1) for v in boxes)
+    assert len(scores) > len(listed) and all(v == round(v, 4) for v in scores)

@@ -65,6 +65,27 @@ def test_large_subject_deletion_is_queued_then_receipted(tenant, client_for, set
     assert delivery.payload["data"]["faces_deleted"] == 8
     receipt = client_for(tenant, ("admin",)).get(f"/v1/receipts/{event.receipt_id}").json()
     assert receipt["faces_deleted"] == 8
+    # Issue #14: one instant, one format, wherever the receipt is read.
+    assert done["receipt"]["deleted_at"] == receipt["deleted_at"] == delivery.payload["data"]["deleted_at"]
+    assert receipt["deleted_at"].endswith("Z")
+
+
+def test_a_receipt_reads_the_same_instant_everywhere(tenant, client_for, settings):
+    """Issue #14: the delete answer, its webhook and GET /v1/receipts/<id> give one time, ending in Z."""
+    settings.FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    index(tenant, "a1", 2, subject_id="alice", seed=1)
+    webhooks.create_endpoint(tenant_id=tenant.id, url=HOOK_URL, events=["faces.deleted"],
+                             actor=Actor.system("tests"))
+    client = client_for(tenant, ("admin",))
+    answer = client.post("/v1/faces/delete", {"subject_ids": ["alice"]}, format="json").json()
+    read_back = client.get(f"/v1/receipts/{answer['receipt_id']}").json()
+    with tenant_context(tenant.id):
+        delivery = WebhookDelivery.objects.get(tenant_id=tenant.id, event_type="faces.deleted")
+        event = AuditEvent.objects.get(tenant_id=tenant.id, action="faces.deleted")
+    webhook = delivery.payload
+    assert answer["deleted_at"] == read_back["deleted_at"] == webhook["data"]["deleted_at"]
+    assert answer["deleted_at"] == event.occurred_at.isoformat().replace("+00:00", "Z")
+    assert answer["deleted_at"].endswith("Z") and webhook["timestamp"].endswith("Z")
 
 
 def test_large_purge_is_queued_and_shreds_keys(tenant, client_for, settings, django_capture_on_commit_callbacks):

@@ -1,0 +1,21 @@
+"""Python client for the face search service's REST API, and the `facesearch` command."""
+
+__version__ = "0.1.0"
+
+from facesearch.client import PURGE_CONFIRMATION, Client, Image, UploadAsset
+from facesearch.errors import (
+    APIError,
+    AuthenticationFailed,
+    Conflict,
+    FaceSearchError,
+    InvalidRequest,
+    JobTimeout,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+)
+
+__all__ = ["PURGE_CONFIRMATION", "APIError", "AuthenticationFailed", "Client", "Conflict", "FaceSearchError",
+           "Image", "InvalidRequest", "JobTimeout", "NotFound", "PermissionDenied", "RateLimited", "ServerError",
+           "UploadAsset", "__version__"]
