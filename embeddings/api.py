@@ -11,6 +11,7 @@ from rest_framework import serializers
 from embeddings.engine import NotAnImage, UnsupportedFormat
 from embeddings.engine.intake import sniff_format
 from embeddings.image_sources import ImageSource, decode_base64, image_limits, uploaded_source
+from faceservice.api.fields import FormFields, InputSerializer
 
 IMAGE_ERRORS = {
     400: OpenApiResponse(description="Invalid request (code invalid_request / malformed_request)"),
@@ -23,12 +24,12 @@ IMAGE_ERRORS = {
 }
 
 
-class S3LocationInput(serializers.Serializer):
+class S3LocationInput(InputSerializer):
     bucket = serializers.CharField(max_length=63)
     key = serializers.CharField(max_length=1024)
 
 
-class ImageSourceInput(serializers.Serializer):
+class ImageSourceInput(InputSerializer):
     """An image given inline (base64 or a data URI), by URL, or as an S3 object."""
 
     exactly_one_of = ("base64", "url", "s3")
@@ -82,11 +83,15 @@ def checked_upload(upload) -> bytes:
 
 
 def plain_data(request) -> dict:
-    """The non-file fields of the request as a plain dict (multipart QueryDicts hold lists)."""
+    """The non-file fields of the request as a plain dict (multipart QueryDicts hold lists).
+
+    A form's fields come back as FormFields: text that typed fields may parse, where a
+    JSON body's values must already have their documented types (faceservice/api/fields.py).
+    """
     data = request.data
     if not hasattr(data, "getlist"):
         return data
-    plain = {}
+    plain = FormFields()
     for key in data:
         if key in request.FILES:
             continue

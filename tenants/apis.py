@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from faceservice.api.fields import InputSerializer
 from faceservice.api.pagination import NewestFirstCursorPagination, paginate
 from faceservice.api.views import TenantAPIView
 from tenants import selectors, services
@@ -37,7 +38,7 @@ class IssuedApiKeyOutput(ApiKeyOutput):
 class TenantApi(TenantAPIView):
     allowed_roles = {"GET": ALL_ROLES, "PATCH": ("admin",)}
 
-    class UpdateInput(serializers.Serializer):
+    class UpdateInput(InputSerializer):
         face_retention_days = serializers.IntegerField(min_value=1, max_value=36500, allow_null=True)
 
     @extend_schema(responses=TenantOutput, summary="Read your tenant's settings")
@@ -67,7 +68,7 @@ class ApiKeyListApi(TenantAPIView):
     allowed_roles = ("admin",)
     pagination_class = NewestFirstCursorPagination
 
-    class CreateInput(serializers.Serializer):
+    class CreateInput(InputSerializer):
         name = serializers.CharField(max_length=100)
         roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.values),
                                       min_length=1, max_length=len(Role.values))

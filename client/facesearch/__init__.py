@@ -7,6 +7,7 @@ from facesearch.errors import (
     APIError,
     AuthenticationFailed,
     Conflict,
+    DeletionTimeout,
     FaceSearchError,
     InvalidRequest,
     JobTimeout,
@@ -14,8 +15,9 @@ from facesearch.errors import (
     PermissionDenied,
     RateLimited,
     ServerError,
+    WaitTimeout,
 )
 
-__all__ = ["PURGE_CONFIRMATION", "APIError", "AuthenticationFailed", "Client", "Conflict", "FaceSearchError",
-           "Image", "InvalidRequest", "JobTimeout", "NotFound", "PermissionDenied", "RateLimited", "ServerError",
-           "UploadAsset", "__version__"]
+__all__ = ["PURGE_CONFIRMATION", "APIError", "AuthenticationFailed", "Client", "Conflict", "DeletionTimeout",
+           "FaceSearchError", "Image", "InvalidRequest", "JobTimeout", "NotFound", "PermissionDenied", "RateLimited",
+           "ServerError", "UploadAsset", "WaitTimeout", "__version__"]

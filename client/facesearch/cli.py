@@ -3,7 +3,8 @@ export the audit log. Results are JSON on stdout (one object, or one per line fo
 messages and progress go to stderr. The URL and key come from --url / --api-key or
 FACESEARCH_URL / FACESEARCH_API_KEY; the key is never printed.
 
-Exit status: 0 done, 1 an error (or some photos / a job failed), 2 bad usage, 3 a wait timed out.
+Exit status: 0 done, 1 an error (or some photos / a job failed), 2 bad usage, 3 a wait (job or
+deletion) timed out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 
 from facesearch import __version__
 from facesearch.client import Client
-from facesearch.errors import APIError, JobTimeout
+from facesearch.errors import APIError, WaitTimeout
 from facesearch.indexer import index_directory
 from facesearch.progress import Progress
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.details:
             print(json.dumps(exc.details, indent=2), file=sys.stderr)
         return 1
-    except JobTimeout as exc:
+    except WaitTimeout as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except (httpx.HTTPError, OSError) as exc:
@@ -99,10 +100,15 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--max", type=int, help="stop after this many")
     listing.set_defaults(run=run_faces_list)
 
-    delete = commands.add_parser("delete", help="delete face data (role admin); prints the receipt")
+    delete = commands.add_parser(
+        "delete", help="delete face data (role admin); prints the receipt, or the deletion when it was queued")
     delete.add_argument("--subject", action="append", dest="subject_ids", metavar="ID", default=[])
     delete.add_argument("--asset", action="append", dest="asset_ids", metavar="ID", default=[])
     delete.add_argument("--face", action="append", dest="face_ids", metavar="ID", default=[])
+    delete.add_argument("--wait", action="store_true",
+                        help="when the server queues a large deletion (202), wait for it and print its receipt")
+    delete.add_argument("--timeout", dest="wait_timeout", type=float, default=600,
+                        help="seconds to wait with --wait (default 600)")
     delete.set_defaults(run=run_delete)
 
     jobs = commands.add_parser("jobs", help="index jobs").add_subparsers(dest="jobs", required=True)
@@ -164,8 +170,14 @@ def run_delete(client: Client, args: argparse.Namespace) -> int:
     if not (args.subject_ids or args.asset_ids or args.face_ids):
         print("error: give --subject, --asset or --face (each may repeat)", file=sys.stderr)
         return 2
-    _print(client.delete_faces(subject_ids=args.subject_ids or None, asset_ids=args.asset_ids or None,
-                               face_ids=args.face_ids or None))
+    answer = client.delete_faces(subject_ids=args.subject_ids or None, asset_ids=args.asset_ids or None,
+                                 face_ids=args.face_ids or None)
+    if "status" in answer:  # queued (202): a deletion to follow, not yet a receipt
+        if args.wait:
+            answer = client.wait_for_deletion(answer["id"], timeout=args.wait_timeout)["receipt"]
+        else:
+            print(f"deletion queued: follow it at {answer['status_url']}, or use --wait", file=sys.stderr)
+    _print(answer)
     return 0
 
 

@@ -9,7 +9,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -18,7 +18,7 @@ import httpx
 
 from facesearch import __version__
 from facesearch._transport import Transport
-from facesearch.errors import JobTimeout
+from facesearch.errors import DeletionTimeout, JobTimeout
 from facesearch.types import (
     TERMINAL_JOB_STATES,
     ApiKey,
@@ -176,16 +176,8 @@ class Client:
 
         Raises `JobTimeout` after `timeout` seconds (None: wait for ever); the job keeps running.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = min(0.2, poll_interval)
-        while True:
-            job = self.get_index_job(job_id)
-            if job["state"] in TERMINAL_JOB_STATES:
-                return job
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise JobTimeout(job)
-            self._http.sleep(interval)
-            interval = min(poll_interval, interval * 2)  # quick answers for small jobs, few polls for large
+        return self._poll(lambda: self.get_index_job(job_id), lambda job: job["state"] in TERMINAL_JOB_STATES,
+                          JobTimeout, timeout=timeout, poll_interval=poll_interval)
 
     # --- Faces and deletion ----------------------------------------------------------------
 
@@ -210,7 +202,17 @@ class Client:
         return self._post("/v1/faces/purge", json={"confirm": confirm})
 
     def get_deletion(self, deletion_id: str) -> Deletion:
+        """A queued deletion (the 202 of `delete_faces` or `purge_faces`): its status, and its receipt once done."""
         return self._get(f"/v1/deletions/{deletion_id}")
+
+    def wait_for_deletion(self, deletion_id: str, timeout: float | None = 600.0, *,
+                          poll_interval: float = 1.0) -> Deletion:
+        """Poll a queued deletion until it has succeeded; its `receipt` is then set.
+
+        Raises `DeletionTimeout` after `timeout` seconds (None: wait for ever); the deletion goes on.
+        """
+        return self._poll(lambda: self.get_deletion(deletion_id), lambda deletion: deletion["status"] == "succeeded",
+                          DeletionTimeout, timeout=timeout, poll_interval=poll_interval)
 
     def get_receipt(self, receipt_id: str) -> Receipt:
         return self._get(f"/v1/receipts/{receipt_id}")
@@ -307,6 +309,20 @@ class Client:
             page = self._request("GET", url, params=query)
             yield from page["results"]
             url, query = page.get("next"), None  # the next link carries the filters and cursor
+
+    def _poll(self, fetch: Callable[[], Any], done: Callable[[Any], bool], timeout_error: Callable[[Any], Exception],
+              *, timeout: float | None, poll_interval: float) -> Any:
+        """fetch() until done(answer), or raise timeout_error(last answer) once `timeout` has passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = min(0.2, poll_interval)
+        while True:
+            answer = fetch()
+            if done(answer):
+                return answer
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise timeout_error(answer)
+            self._http.sleep(interval)
+            interval = min(poll_interval, interval * 2)  # quick answers for small work, few polls for large
 
     def _get(self, path: str) -> Any:
         return self._request("GET", path)

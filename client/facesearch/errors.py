@@ -78,12 +78,24 @@ _BY_STATUS: dict[int, type[APIError]] = {400: InvalidRequest, 401: Authenticatio
                                          404: NotFound, 409: Conflict, 429: RateLimited}
 
 
-class JobTimeout(FaceSearchError):
+class WaitTimeout(FaceSearchError):
+    """A `wait_for_*` method gave up before the work finished; the work itself goes on."""
+
+
+class JobTimeout(WaitTimeout):
     """`wait_for_job` gave up before the job finished; the job itself keeps running."""
 
     def __init__(self, job: dict) -> None:
         super().__init__(f"index job {job['id']} is still {job['state']} ({job['progress']:.0%} done)")
         self.job = job
+
+
+class DeletionTimeout(WaitTimeout):
+    """`wait_for_deletion` gave up before the deletion finished; the worker still carries it out."""
+
+    def __init__(self, deletion: dict) -> None:
+        super().__init__(f"deletion {deletion['id']} is still {deletion['status']}")
+        self.deletion = deletion
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

@@ -25,7 +25,7 @@ from embeddings.image_sources import ImageSource
 from embeddings.indexing import selectors as job_selectors
 from embeddings.indexing import services as job_services
 from embeddings.indexing.models import IndexJob, IndexJobAsset
-from faceservice.api.fields import StrictCharField
+from faceservice.api.fields import InputSerializer
 from faceservice.api.pagination import NewestFirstCursorPagination, PositionCursorPagination, paginate
 from faceservice.api.queries import query_params
 from faceservice.api.uploads import ManyFilesMultiPartParser
@@ -148,7 +148,7 @@ class JobAssetOutput(serializers.Serializer):
 
 # --- Input ------------------------------------------------------------------------------
 
-class OptionsInput(serializers.Serializer):
+class OptionsInput(InputSerializer):
     max_faces = serializers.IntegerField(min_value=1, max_value=100, required=False, allow_null=True,
                                          help_text="Keep at most this many faces per image, largest first")
     min_face_size = serializers.FloatField(min_value=0, max_value=10000, required=False, default=0.0,
@@ -162,9 +162,9 @@ class OptionsInput(serializers.Serializer):
                   "every face. Assets without a subject_id always keep every face.")
 
 
-class AssetInput(serializers.Serializer):
-    asset_id = StrictCharField(max_length=255, help_text="Your id for the image")
-    subject_id = StrictCharField(max_length=255, required=False, allow_null=True,
+class AssetInput(InputSerializer):
+    asset_id = serializers.CharField(max_length=255, help_text="Your id for the image")
+    subject_id = serializers.CharField(max_length=255, required=False, allow_null=True,
                                        help_text="Your id for the person, if known")
     image = ImageSourceInput(help_text="Exactly one of base64, url (https), s3 {bucket, key}")
 
@@ -175,7 +175,7 @@ class AssetInput(serializers.Serializer):
         return value
 
 
-class SubmitInput(serializers.Serializer):
+class SubmitInput(InputSerializer):
     assets = AssetInput(many=True, allow_empty=False, min_length=1)
     options = OptionsInput(required=False)
     faces_expire_at = serializers.DateTimeField(required=False, allow_null=True,
@@ -191,7 +191,7 @@ class SubmitInput(serializers.Serializer):
         return value
 
 
-class FileAssetInput(serializers.Serializer):
+class FileAssetInput(InputSerializer):
     asset_id = serializers.CharField(max_length=255, help_text="Your id for the image")
     subject_id = serializers.CharField(max_length=255, required=False, allow_null=True,
                                        help_text="Your id for the person, if known")

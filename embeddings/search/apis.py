@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from embeddings.api import IMAGE_ERRORS, ImageSourceInput, image_from, plain_data
 from embeddings.image_sources import uploaded_source
 from embeddings.search import services as search_service
-from faceservice.api.fields import StrictCharField
+from faceservice.api.fields import InputSerializer
 from faceservice.api.views import TenantAPIView
 from faceservice.errors import InvalidRequest
 
@@ -45,7 +45,7 @@ class SearchApi(TenantAPIView):
 
     allowed_roles = ("admin", "searcher")
 
-    class SearchInput(serializers.Serializer):
+    class SearchInput(InputSerializer):
         exactly_one_of = ("image", "face_id")
 
         image = ImageSourceInput(required=False, help_text="JSON image; or send multipart field `image`")
@@ -57,9 +57,9 @@ class SearchApi(TenantAPIView):
         threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False,
                                            help_text="Default: SEARCH_MATCH_THRESHOLD (0.45 for the test pack), "
                                                      "the 1:N operating point")
-        subject_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
+        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                             max_length=1000)
-        asset_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
+        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                           max_length=1000)
         group_by = serializers.ChoiceField(choices=["subject"], required=False, allow_null=True,
                                            help_text="subject: only the best face per subject")
@@ -131,7 +131,7 @@ class CompareOutput(serializers.Serializer):
     comparisons = ComparisonOutput(many=True)
 
 
-class CompareReferenceInput(serializers.Serializer):
+class CompareReferenceInput(InputSerializer):
     name = serializers.CharField(max_length=100)
     image = ImageSourceInput()
 
@@ -144,13 +144,13 @@ class CompareApi(TenantAPIView):
 
     ReferenceInput = CompareReferenceInput
 
-    class CompareInput(serializers.Serializer):
+    class CompareInput(InputSerializer):
         target = ImageSourceInput(required=False, help_text="JSON image; or multipart field `target`")
         references = serializers.ListField(child=serializers.DictField(), required=False, max_length=10,
                                            help_text="[{name, image}]; or multipart files `reference`")
         threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False)
 
-    class CompareJson(serializers.Serializer):
+    class CompareJson(InputSerializer):
         """The JSON body as documented: a target and 1-10 named references."""
 
         target = ImageSourceInput()

@@ -13,7 +13,7 @@ from embeddings.store import selectors, services
 from embeddings.store.models import DeletionRequest
 from embeddings.store.receipts import DeletionReceipt
 from embeddings.store.statistics import tenant_statistics
-from faceservice.api.fields import StrictCharField
+from faceservice.api.fields import InputSerializer
 from faceservice.api.pagination import NewestFirstCursorPagination, paginate
 from faceservice.api.queries import query_params
 from faceservice.api.views import TenantAPIView
@@ -118,13 +118,13 @@ class DeleteFacesApi(TenantAPIView):
 
     allowed_roles = ("admin",)
 
-    class DeleteInput(serializers.Serializer):
+    class DeleteInput(InputSerializer):
         exactly_one_of = ("face_ids", "asset_ids", "subject_ids")  # a non-empty list (see the schema)
 
         face_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=10000)
-        asset_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
+        asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                           max_length=10000)
-        subject_ids = serializers.ListField(child=StrictCharField(max_length=255), required=False,
+        subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                             max_length=10000)
 
         def validate(self, attrs):
@@ -161,7 +161,7 @@ class PurgeFacesApi(TenantAPIView):
     allowed_roles = ("admin",)
     CONFIRMATION = "delete all face data"
 
-    class PurgeInput(serializers.Serializer):
+    class PurgeInput(InputSerializer):
         confirm = ConfirmationField(help_text='Must be exactly "delete all face data"')
 
     @extend_schema(request=PurgeInput, responses={200: ReceiptOutput, 202: DeletionOutput, **ERRORS},

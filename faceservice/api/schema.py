@@ -6,7 +6,9 @@ added here, so that no view repeats it and none can forget it:
 
 - the error answers every authenticated request can get (401, 403, 429, 500;
   400 where a query or body is read, 404 where the path names an object,
-  413/415 where a body is sent), each with the one error body `Error`;
+  413/415 where a body is sent, 406 where the answer is negotiated from
+  `Accept`), each with the one error body `Error`. Not 405: the server answers
+  it to a method a path does not document, so no documented operation can get it;
 - `X-Request-ID` on every answer, `Retry-After` on a 429, `Location` on a 202;
 - request bodies as JSON only, unless a view lists its media types itself
   (search, compare and index jobs also take multipart uploads);
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from faceservice.api.permissions import allowed_roles
 
@@ -39,6 +42,8 @@ GENERIC_ERRORS = {
     "401": "No API key, or not a valid one (unauthenticated, invalid_api_key)",
     "403": "The API key has no role that may call this operation (forbidden)",
     "404": "No such object in your tenant (not_found): another tenant's id reads the same",
+    "406": "The `Accept` header names no type this operation answers (not_acceptable): accept "
+           "`application/json`",
     "413": "The body, or an uploaded file, is larger than the service accepts (request_too_large, "
            "image_too_large)",
     "415": "The body's Content-Type is not one this operation takes (unsupported_media_type)",
@@ -126,6 +131,8 @@ class TenantAutoSchema(AutoSchema):
             codes.append("404")
         if operation.get("requestBody"):
             codes += ["413", "415"]
+        if issubclass(self.view.content_negotiation_class, DefaultContentNegotiation):
+            codes.append("406")  # DRF's negotiation refuses an Accept without JSON; the audit export ignores Accept
         return codes
 
 

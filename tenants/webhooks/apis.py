@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from faceservice.api.fields import InputSerializer
 from faceservice.api.pagination import NewestFirstCursorPagination, paginate
 from faceservice.api.views import TenantAPIView
 from tenants.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
@@ -68,14 +69,14 @@ def _with_secret(issued: webhooks.IssuedSecret) -> dict:
 
 # --- Input ------------------------------------------------------------------------------
 
-class EndpointInput(serializers.Serializer):
+class EndpointInput(InputSerializer):
     url = serializers.URLField(max_length=2048, help_text="https URL that receives POSTed events")
     events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), min_length=1)
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(required=False, default=True)
 
 
-class EndpointUpdateInput(serializers.Serializer):
+class EndpointUpdateInput(InputSerializer):
     url = serializers.URLField(max_length=2048, required=False)
     events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), min_length=1,
                                    required=False)

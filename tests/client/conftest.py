@@ -58,6 +58,19 @@ def running_server(log_dir, **env: str) -> Iterator[str]:
         process.wait(10)
 
 
+@contextmanager
+def running_worker(log_dir, **env: str) -> Iterator:
+    """A real Celery worker (index jobs, webhook deliveries, queued deletions) with the test environment (plus env)."""
+    from tests.embeddings.indexing.test_worker_e2e import Worker
+
+    started = Worker(log_dir, {**os.environ, "FACE_MODEL_THREADS": "1", "PYTHONPATH": str(PROJECT_DIR), **env},
+                     concurrency=2).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     with running_server(tmp_path_factory.mktemp("server")) as url:

@@ -13,17 +13,13 @@ import sys
 import pytest
 from facesearch.cli import main
 
-from tests.client.conftest import GROUPS, KNOWN
-from tests.conftest import PROJECT_DIR
-from tests.embeddings.indexing.test_worker_e2e import Worker
+from tests.client.conftest import GROUPS, KNOWN, running_server, running_worker
 
 
 @pytest.fixture
 def worker(tmp_path, committed_db):
-    env = {**os.environ, "FACE_MODEL_THREADS": "1", "PYTHONPATH": str(PROJECT_DIR)}
-    started = Worker(tmp_path, env, concurrency=2).start()
-    yield started
-    started.stop()
+    with running_worker(tmp_path) as started:
+        yield started
 
 
 @pytest.fixture
@@ -120,3 +116,23 @@ def test_the_console_script_is_installed(server, new_key, tmp_path):
     env = {**os.environ, "FACESEARCH_URL": server, "FACESEARCH_API_KEY": new_key()}
     done = subprocess.run([script, "faces", "list"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "", done.stderr
+
+
+def test_delete_prints_a_queued_deletion_or_waits_for_its_receipt(tmp_path, new_key, capsys):
+    """DELETE_SYNC_MAX_FACES=-1 queues every deletion (202), as a large one would be."""
+    with running_server(tmp_path, DELETE_SYNC_MAX_FACES="-1") as url:
+        account = ["--url", url, "--api-key", new_key()]
+        code, out, err = cli(capsys, *account, "delete", "--subject", "nobody")
+        queued = json.loads(out)
+        assert code == 0 and queued["status"] == "queued" and queued["receipt"] is None  # no worker yet
+        assert f"follow it at /v1/deletions/{queued['id']}" in err and "--wait" in err
+
+        code, out, err = cli(capsys, *account, "delete", "--subject", "nobody", "--wait", "--timeout", "0.5")
+        assert code == 3 and out == "" and "still queued" in err
+
+        with running_worker(tmp_path):
+            code, out, err = cli(capsys, *account, "delete", "--subject", "nobody", "--wait", "--timeout", "60")
+    receipt = json.loads(out)
+    assert code == 0, err
+    assert receipt["requested"] == {"subject_ids": ["nobody"]} and receipt["faces_deleted"] == 0
+    assert receipt["receipt_id"] and receipt["deleted_at"]

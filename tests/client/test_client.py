@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import pytest
@@ -11,14 +12,17 @@ from facesearch import (
     APIError,
     AuthenticationFailed,
     Client,
+    DeletionTimeout,
     InvalidRequest,
     JobTimeout,
     NotFound,
     PermissionDenied,
     RateLimited,
 )
+from standardwebhooks import Webhook
 
-from tests.client.conftest import GROUPS, KNOWN, running_server
+from tests.client.conftest import GROUPS, KNOWN, running_server, running_worker
+from tests.conftest import LocalServer
 
 OBAMA = KNOWN / "enroll/obama/obama.jpg"
 OBAMA2 = KNOWN / "more/obama2.jpg"
@@ -133,3 +137,75 @@ def test_a_photo_without_a_face_is_no_error_to_compare(server, new_key):
     with Client(server, new_key(roles=("comparer",))) as fs:
         result = fs.compare(OBAMA, [GROUPS / "017_0.jpg"])
     assert result["comparisons"][0]["error"] is not None and result["comparisons"][0]["match"] is False
+
+
+def wait_for_delivery(fs: Client, endpoint_id: str, delivery_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while (delivery := fs.get_webhook_delivery(endpoint_id, delivery_id))["state"] in ("pending", "delivering"):
+        assert time.monotonic() < deadline, delivery
+        time.sleep(0.2)
+    return delivery
+
+
+def test_webhook_endpoints_tests_deliveries_and_redelivery(tmp_path, new_key):
+    """A receiver on 127.0.0.1, which the SSRF guard admits only through FETCH_ALLOWED_NETWORKS (as in
+    tests/tenants/webhooks), and a worker that delivers: every webhook method, and the signature checked
+    with the secret the client was handed."""
+    allow_local = {"FETCH_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    receiver = LocalServer().start()
+    hook = receiver.serve("/hook", (200, b"ok"))
+    try:
+        with (running_server(tmp_path, **allow_local) as url, running_worker(tmp_path, **allow_local),
+              Client(url, new_key(roles=("admin",))) as fs):
+            made = fs.create_webhook(url=hook, events=["job.succeeded"], description="ci")
+            assert made["secret"].startswith("whsec_") and made["enabled"] and made["url"] == hook
+            assert [endpoint["id"] for endpoint in fs.iter_webhooks(limit=1)] == [made["id"]]
+            assert fs.get_webhook(made["id"])["events"] == ["job.succeeded"]
+            assert "secret" not in fs.get_webhook(made["id"])
+            changed = fs.update_webhook(made["id"], events=["job.succeeded", "job.failed"], description="changed")
+            assert (sorted(changed["events"]), changed["description"]) == (["job.failed", "job.succeeded"], "changed")
+            rotated = fs.rotate_webhook_secret(made["id"])
+            assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
+
+            sent = fs.test_webhook(made["id"])
+            assert (sent["event_type"], sent["state"]) == ("webhook.test", "pending")
+            delivered = wait_for_delivery(fs, made["id"], sent["id"])
+            assert delivered["state"] == "succeeded" and delivered["payload"]
+            assert [(a["number"], a["status_code"]) for a in delivered["attempt_log"]] == [(1, 200)]
+            again = fs.redeliver_webhook(made["id"], sent["id"])
+            assert (again["redelivery_of"], again["event_id"]) == (sent["id"], sent["event_id"])
+            assert wait_for_delivery(fs, made["id"], again["id"])["state"] == "succeeded"
+            listed = list(fs.iter_webhook_deliveries(made["id"], limit=1))  # newest first, one a page
+            assert [delivery["id"] for delivery in listed] == [again["id"], sent["id"]]
+            assert list(fs.iter_webhook_deliveries(made["id"], event_type="job.failed")) == []
+            assert len(list(fs.iter_webhook_deliveries(made["id"], state="succeeded"))) == 2
+
+            fs.delete_webhook(made["id"])
+            with pytest.raises(NotFound):
+                fs.get_webhook(made["id"])
+            assert list(fs.iter_webhooks()) == []
+    finally:
+        receiver.stop()
+    first, second = receiver.received
+    assert Webhook(rotated["secret"]).verify(first.body, first.headers)["type"] == "webhook.test"
+    assert second.headers["webhook-id"] == first.headers["webhook-id"]  # a receiver can drop the duplicate
+
+
+def test_a_queued_deletion_is_followed_to_its_receipt(tmp_path, new_key):
+    """DELETE_SYNC_MAX_FACES=-1 queues every deletion (202), as a large one would be."""
+    with running_server(tmp_path, DELETE_SYNC_MAX_FACES="-1") as url, Client(url, new_key()) as fs:
+        queued = fs.delete_faces(subject_ids=["nobody"])
+        assert (queued["status"], queued["receipt"]) == ("queued", None)
+        assert queued["status_url"] == f"/v1/deletions/{queued['id']}"
+        assert fs.get_deletion(queued["id"])["status"] == "queued"  # no worker yet
+        with pytest.raises(DeletionTimeout) as waited:
+            fs.wait_for_deletion(queued["id"], timeout=0.3, poll_interval=0.1)
+        assert waited.value.deletion["id"] == queued["id"]
+        with running_worker(tmp_path):
+            done = fs.wait_for_deletion(queued["id"], timeout=60)
+        assert fs.get_deletion(queued["id"]) == done
+        receipt = fs.get_receipt(done["receipt"]["receipt_id"])
+        with Client(url, new_key()) as other, pytest.raises(NotFound):
+            other.get_deletion(queued["id"])  # another tenant's deletion
+    assert done["status"] == "succeeded" and done["requested"] == {"subject_ids": ["nobody"]}
+    assert receipt == done["receipt"] and receipt["faces_deleted"] == 0

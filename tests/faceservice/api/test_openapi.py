@@ -155,3 +155,24 @@ def test_an_empty_filter_value_is_refused_not_ignored(tenant, client_for, path, 
     response = client_for(tenant, roles).get(path)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_every_negotiated_operation_documents_406_and_none_documents_405(schema):
+    # DRF refuses an Accept without JSON on every /v1 operation but the audit export, which ignores
+    # Accept. A 405 answers a method a path does not document: no documented operation can get it.
+    for name, operation in _v1_operations(schema):
+        responses = operation["responses"]
+        assert ("406" in responses) == (name != "GET /v1/audit/events/export.{file_format}"), name
+        assert "405" not in responses, name
+
+
+def test_a_406_is_answered_as_documented(tenant, client_for):
+    response = client_for(tenant, ("admin",)).get("/v1/tenant", HTTP_ACCEPT="text/html")
+    assert response.status_code == 406
+    assert response["Content-Type"] == "application/json" and response["X-Request-ID"]
+    assert response.json()["error"]["code"] == "not_acceptable"
+
+
+def test_the_audit_export_ignores_accept(tenant, client_for):
+    response = client_for(tenant, ("auditor",)).get("/v1/audit/events/export.csv", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
