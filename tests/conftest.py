@@ -40,6 +40,16 @@ def pytest_collection_modifyitems(items) -> None:
             raise pytest.UsageError(f"{item.nodeid} is marked pure but uses the database ({sorted(needs)})")
 
 
+
+class FakeClock:
+    """A clock the test moves by hand (`clock.now += 5`), for caches that take a `clock`/`timer`."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
 @pytest.fixture(autouse=True)
 def _fresh_search_galleries(request):
     """Each test starts with no in-memory gallery: a rolled-back test's faces must not linger.

@@ -11,16 +11,9 @@ import time
 import pytest
 
 from faceservice.secret_cache import SecretCache
+from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.pure
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(ttl_seconds: float = 60, max_entries: int = 10, **kwargs) -> SecretCache[str, bytes]:

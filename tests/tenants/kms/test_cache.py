@@ -12,16 +12,9 @@ import time
 import pytest
 
 from tenants.kms import DataKeyCache
+from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.pure
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def key(n: int) -> bytes:
