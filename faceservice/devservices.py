@@ -9,7 +9,9 @@ migrates and either runs the service (web, Celery worker, Celery beat) in the
 foreground or runs the test suite, and stops everything it started on the way out.
 
 This lives in `faceservice/` rather than `deploy/` so that the test bootstrap and
-the run command share one importable implementation.
+the run command share one importable implementation. Over 400 lines: the three
+embedded servers, the bootstrap and the process supervision of `./dev run` are
+one sequence a reader follows from top to bottom.
 """
 
 from __future__ import annotations

@@ -2,6 +2,11 @@
 
 Submitting answers 202 at once; the work runs on Celery workers, and the job's
 state, counters and per-asset results are read back here (or pushed by webhook).
+
+Over 400 lines: a job is submitted in two forms (a JSON body, or a multipart
+manifest with its file parts) that share one set of inputs and outputs; they are
+read together here. The next endpoint of this package should take the outputs
+to a module of their own.
 """
 
 from __future__ import annotations
