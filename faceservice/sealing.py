@@ -19,6 +19,7 @@ master key, which has one use, seals directly. Pure Python + cryptography.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -74,16 +75,27 @@ def seal(key: bytes, plaintext: bytes, *, associated_data: bytes) -> bytes:
 def open_sealed(key: bytes, blob: bytes, *, associated_data: bytes) -> bytes:
     """The plaintext of a :func:`seal` blob; :class:`SealError` unless the key,
     the associated data and every byte of the blob are the ones it was sealed with."""
-    if not isinstance(blob, (bytes, bytearray, memoryview)):
-        raise TypeError("a sealed blob is bytes")
-    blob = bytes(blob)
-    if len(blob) < sealed_size(0) or blob[:1] != _VERSION_BYTE:
-        raise SealError("not a sealed blob (unknown version or truncated)")
-    try:
-        return _cipher(key).decrypt(blob[1:1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES:],
-                                    _VERSION_BYTE + associated_data)
-    except InvalidTag:
-        raise SealError("sealed blob did not verify (wrong key or associated data, or tampered)") from None
+    return opener(key)(blob, associated_data=associated_data)
+
+
+def opener(key: bytes) -> Callable[..., bytes]:
+    """:func:`open_sealed` for many blobs under one key, the cipher set up once
+    (a search opens every candidate's embedding under the same key)."""
+    cipher = _cipher(key)
+
+    def open_blob(blob: bytes, *, associated_data: bytes) -> bytes:
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise TypeError("a sealed blob is bytes")
+        blob = bytes(blob)
+        if len(blob) < sealed_size(0) or blob[:1] != _VERSION_BYTE:
+            raise SealError("not a sealed blob (unknown version or truncated)")
+        try:
+            return cipher.decrypt(blob[1:1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES:],
+                                  _VERSION_BYTE + associated_data)
+        except InvalidTag:
+            raise SealError("sealed blob did not verify (wrong key or associated data, or tampered)") from None
+
+    return open_blob
 
 
 def sealed_size(plaintext_size: int) -> int:

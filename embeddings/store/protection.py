@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -151,16 +152,16 @@ def decrypt_embeddings(*, dek: bytes, ciphertexts: list[bytes], face_ids: list[s
                        key_version: int, model_id: str, dimension: int | None = None) -> list[np.ndarray]:
     """:func:`decrypt_embedding` for several faces under one key (a search's
     candidates): the key is derived once, not once per face."""
-    key = _sealing_key(dek)
-    return [_open(key, ciphertext, _aad(tenant_id, face_id, key_version, model_id), dimension)
+    open_blob = sealing.opener(_sealing_key(dek))
+    return [_open(open_blob, ciphertext, _aad(tenant_id, face_id, key_version, model_id), dimension)
             for ciphertext, face_id in zip(ciphertexts, face_ids, strict=True)]
 
 
-def _open(key: bytes, ciphertext: bytes, aad: bytes, dimension: int | None) -> np.ndarray:
+def _open(open_blob: Callable[..., bytes], ciphertext: bytes, aad: bytes, dimension: int | None) -> np.ndarray:
     if not isinstance(ciphertext, (bytes, bytearray, memoryview)):
         raise TypeError("ciphertext must be bytes")
     try:
-        payload = sealing.open_sealed(key, ciphertext, associated_data=aad)
+        payload = open_blob(ciphertext, associated_data=aad)
     except sealing.SealError:
         raise EmbeddingIntegrityError(
             "encrypted embedding failed authentication (tampered, truncated, or wrong key / "
