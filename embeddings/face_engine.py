@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
@@ -33,6 +34,16 @@ def model_status() -> tuple[bool, str]:
     except ModelsUnavailable as exc:
         return False, str(exc)
     return True, f"{settings.FACE_MODEL_PACK} at {files.folder}"
+
+
+def current_model_id() -> str:
+    """The configured pack's model id, without loading it (ModelsUnavailable when it is missing)."""
+    return _pack_model_id(settings.FACE_MODEL_ROOT, settings.FACE_MODEL_PACK)
+
+
+@functools.lru_cache(maxsize=4)
+def _pack_model_id(model_root: str, pack: str) -> str:
+    return locate_pack(model_root, pack).model_id  # hashes the files: once per process
 
 
 def warm_up_face_engine() -> None:

@@ -6,6 +6,6 @@ migrations and table names stay as they were).
 """
 
 from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
-from embeddings.store.models import Asset, DeletionRequest, Face, GalleryState
+from embeddings.store.models import Asset, Collection, DeletionRequest, Face, GalleryState
 
-__all__ = ["Asset", "DeletionRequest", "Face", "GalleryState", "IndexJob", "IndexJobAsset", "InlineImage"]
+__all__ = ["Asset", "Collection", "DeletionRequest", "Face", "GalleryState", "IndexJob", "IndexJobAsset", "InlineImage"]

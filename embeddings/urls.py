@@ -4,4 +4,6 @@ urlpatterns = [
     path("", include("embeddings.search.urls")),
     path("", include("embeddings.store.urls")),
     path("", include("embeddings.indexing.urls")),
+    path("", include("embeddings.collections.urls")),
+    path("", include("embeddings.subjects.urls")),
 ]

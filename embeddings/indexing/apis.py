@@ -30,6 +30,7 @@ from embeddings.image_sources import ImageSource
 from embeddings.indexing import selectors as job_selectors
 from embeddings.indexing import services as job_services
 from embeddings.indexing.models import IndexJob, IndexJobAsset
+from embeddings.store.fields import collection_field
 from faceservice.api.fields import InputSerializer
 from faceservice.api.pagination import NewestFirstCursorPagination, PositionCursorPagination, paginate
 from faceservice.api.queries import query_params
@@ -62,6 +63,7 @@ class JobCountsOutput(serializers.Serializer):
 
 class JobOutput(serializers.Serializer):
     id = serializers.UUIDField()
+    collection = serializers.CharField(help_text="The collection its faces go to")
     state = serializers.ChoiceField(choices=IndexJob.State.choices)
     progress = serializers.FloatField(help_text="Finished assets / all assets, 0 to 1")
     counts = JobCountsOutput()
@@ -77,7 +79,7 @@ class JobOutput(serializers.Serializer):
 
     def to_representation(self, job: IndexJob) -> dict:
         return {
-            "id": str(job.id), "state": job.state,
+            "id": str(job.id), "collection": job.collection.name, "state": job.state,
             "progress": round(job.assets_finished / job.assets_total, 4) if job.assets_total else 1.0,
             "counts": {"assets_total": job.assets_total, "assets_done": job.assets_done,
                        "assets_failed": job.assets_failed, "assets_cancelled": job.assets_cancelled,
@@ -181,6 +183,7 @@ class AssetInput(InputSerializer):
 
 
 class SubmitInput(InputSerializer):
+    collection = collection_field(help_text="The collection the faces go to; absent: `default`")
     assets = AssetInput(many=True, allow_empty=False, min_length=1)
     options = OptionsInput(required=False)
     faces_expire_at = serializers.DateTimeField(required=False, allow_null=True,
@@ -294,7 +297,8 @@ class IndexJobListApi(TenantAPIView):
             tenant_id=self.tenant_id, assets=specs,
             options=job_services.JobOptions(**values.get("options", {})), actor=self.actor(),
             fingerprint=job_services.request_fingerprint(tenant_id=self.tenant_id, body=fingerprinted),
-            idempotency_key=key, faces_expire_at=values.get("faces_expire_at"))
+            idempotency_key=key, faces_expire_at=values.get("faces_expire_at"),
+            collection=values.get("collection"))
         body = JobOutput(submitted.job).data
         headers = {"Location": body["status_url"]}
         if not submitted.created:

@@ -48,6 +48,7 @@ class Claim:
     submitted_at: datetime
     faces_expire_at: datetime | None
     queued_ms: float
+    collection_id: str | None = None
 
     def image_source(self) -> ImageSource:
         if self.source_kind == IndexJobAsset.SourceKind.URL:
@@ -77,7 +78,7 @@ WHERE a.id = free.id AND j.id = a.job_id AND j.state <> 'cancelled'
        OR (a.state = 'retry_wait' AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= %(due)s))
        OR (a.state = 'processing' AND a.lease_expires_at < %(now)s AND a.attempts < %(max_attempts)s))
 RETURNING a.id, a.attempts, a.asset_id, a.subject_id, a.source_kind, a.source, a.dispatched_at,
-          j.id, j.state, j.options, j.created_at, j.faces_expire_at
+          j.id, j.state, j.options, j.created_at, j.faces_expire_at, j.collection_id
 """
 
 
@@ -107,12 +108,12 @@ def claim_asset(*, tenant_id: UUID | str, job_asset_id: UUID | str) -> Claim | N
 
 def _claim_of(tenant_id: UUID | str, job_asset_id: str, row: tuple, now: datetime) -> Claim:
     attempts, asset_id, subject_id, kind, source, dispatched_at, job_id, _, options, created_at, \
-        faces_expire_at = row
+        faces_expire_at, collection_id = row
     queued_since = dispatched_at or created_at
     return Claim(tenant_id=str(tenant_id), job_id=str(job_id), job_asset_id=job_asset_id, attempt=attempts,
                  asset_id=asset_id, subject_id=subject_id, source_kind=kind, source=json_value(source),
                  options=JobOptions.from_dict(json_value(options)), submitted_at=created_at,
-                 faces_expire_at=faces_expire_at,
+                 faces_expire_at=faces_expire_at, collection_id=str(collection_id),
                  queued_ms=max(0.0, (now - queued_since).total_seconds() * 1000))
 
 

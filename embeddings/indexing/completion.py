@@ -62,7 +62,7 @@ def _store(row: HeldRow, claim: Claim, faces: Sequence[Any], left_out: Sequence[
     indexed = write_asset_faces(
         tenant_id=claim.tenant_id, asset_id=row.asset_id, faces=faces, model_id=model_id,
         submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
-        job_id=row.job_id, expires_at=claim.faces_expire_at)
+        job_id=row.job_id, expires_at=claim.faces_expire_at, collection_id=claim.collection_id)
     results = [] if indexed.superseded else [
         {"face_id": str(face_id), "bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score)}
         for face_id, face in zip(indexed.face_ids, faces, strict=True)]

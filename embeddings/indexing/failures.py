@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from embeddings.engine.errors import ModelsUnavailable
-from faceservice.errors import ImageError
+from faceservice.errors import Conflict, ImageError, Unprocessable
 from faceservice.outbound.errors import FetchFailed, FetchTimeout
 from tenants.data_keys import NoDataKey
 from tenants.kms.errors import KmsError, KmsUnavailable
@@ -54,7 +54,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure(exc.code, exc.public_message, transient=True)
     if isinstance(exc, FetchFailed):
         return Failure(exc.code, exc.public_message, transient=_transient_fetch_cause(exc.__cause__))
-    if isinstance(exc, ImageError):
+    if isinstance(exc, (ImageError, Conflict, Unprocessable)):
+        # A bad image; the collection deleted or bound to another model; the subject full.
         return Failure(exc.code, exc.public_message, transient=False)
     if isinstance(exc, KmsUnavailable):
         return Failure("key_service_unavailable", "the key service is busy or unreachable", transient=True)

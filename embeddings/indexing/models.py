@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from embeddings.store.models import Collection
 from tenants.models import Tenant
 
 
@@ -25,6 +26,8 @@ class IndexJob(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    # Deleting a collection deletes its jobs too: their results name its assets and faces.
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+", db_index=False)
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # HMAC of the request body: a reused Idempotency-Key with another body is refused.

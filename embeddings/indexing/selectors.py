@@ -20,7 +20,7 @@ class JobNotFound(NotFound):
 
 def job_of(*, tenant_id: UUID | str, job_id: UUID | str) -> IndexJob:
     """The tenant's job; JobNotFound for a missing id and for another tenant's id alike."""
-    job = IndexJob.objects.filter(tenant_id=tenant_id, id=job_id).first()
+    job = IndexJob.objects.select_related("collection").filter(tenant_id=tenant_id, id=job_id).first()
     if job is None:
         raise JobNotFound()
     return job
@@ -28,7 +28,7 @@ def job_of(*, tenant_id: UUID | str, job_id: UUID | str) -> IndexJob:
 
 def jobs_of(*, tenant_id: UUID | str, states: Collection[str] = (), created_after: datetime | None = None,
             created_before: datetime | None = None) -> QuerySet[IndexJob]:
-    jobs = IndexJob.objects.filter(tenant_id=tenant_id)
+    jobs = IndexJob.objects.select_related("collection").filter(tenant_id=tenant_id)
     if states:
         jobs = jobs.filter(state__in=list(states))
     if created_after is not None:

@@ -33,12 +33,13 @@ from django.utils import timezone
 
 from audit.services import Actor, record_event
 from embeddings.engine import AnalyzeOptions, ModelsUnavailable
-from embeddings.face_engine import model_status
+from embeddings.face_engine import current_model_id, model_status
 from embeddings.image_sources import ImageSource
 from embeddings.indexing import inline_images
 from embeddings.indexing.dispatch import refill_after_commit
 from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.indexing.selectors import JobNotFound
+from embeddings.store.collections import check_model, collection_named
 from faceservice import durable
 from faceservice.errors import Conflict, Unprocessable
 from faceservice.tenancy import tenant_context
@@ -122,15 +123,17 @@ def request_fingerprint(*, tenant_id: UUID | str, body: Any) -> str:
 
 def submit_index_job(*, tenant_id: UUID | str, assets: Sequence[AssetSpec], options: JobOptions,
                      actor: Actor, fingerprint: str, idempotency_key: str | None = None,
-                     faces_expire_at: datetime | None = None) -> SubmittedJob:
+                     faces_expire_at: datetime | None = None, collection: str | None = None) -> SubmittedJob:
     """Create a job (or return the one made earlier under the same Idempotency-Key).
 
     Inline images are sealed here, in the web process, before anything is
     stored or sent. Dispatch happens after the commit. Without the face models
-    the job is refused (503) rather than accepted to sit in retry.
+    the job is refused (503) rather than accepted to sit in retry, and so is a
+    job for a collection of another model (409). `collection` None: the default one.
     """
     _check_assets(assets)
     _require_models()
+    model_id = current_model_id()
     key = (data_keys.active_key(tenant_id=tenant_id, actor=actor)
            if any(spec.source.data is not None for spec in assets) else None)
     with tenant_context(tenant_id):
@@ -141,7 +144,10 @@ def submit_index_job(*, tenant_id: UUID | str, assets: Sequence[AssetSpec], opti
                 if not hmac.compare_digest(existing.request_fingerprint, fingerprint):
                     raise IdempotencyKeyReused()
                 return SubmittedJob(job=existing, created=False)
-        job = _create_job(tenant_id, assets, options, actor, fingerprint, idempotency_key, faces_expire_at, key)
+        target = collection_named(tenant_id, collection)
+        check_model(target, model_id)
+        job = _create_job(tenant_id, target, assets, options, actor, fingerprint, idempotency_key,
+                          faces_expire_at, key)
     refill_after_commit(tenant_id)
     return SubmittedJob(job=job, created=True)
 
@@ -174,11 +180,12 @@ def _source_of(source: ImageSource) -> tuple[str, dict[str, Any]]:
     return IndexJobAsset.SourceKind.S3, {"bucket": source.s3_bucket, "key": source.s3_key}
 
 
-def _create_job(tenant_id, assets, options, actor, fingerprint, idempotency_key, faces_expire_at,
+def _create_job(tenant_id, collection, assets, options, actor, fingerprint, idempotency_key, faces_expire_at,
                 key) -> IndexJob:
     now = timezone.now()
     job = IndexJob.objects.create(
-        tenant_id=tenant_id, idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+        tenant_id=tenant_id, collection=collection, idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
         options=options.as_dict(), faces_expire_at=faces_expire_at, assets_total=len(assets),
         submitted_by={"type": actor.type, "id": actor.id, "name": actor.name}, created_at=now)
     rows = []
@@ -196,7 +203,7 @@ def _create_job(tenant_id, assets, options, actor, fingerprint, idempotency_key,
             batch_size=50)
     kinds = [row.source_kind for row in rows]
     record_event(tenant_id=tenant_id, actor=actor, action="index_job.submitted", target={"job_id": str(job.id)},
-                 details={"assets": len(rows), "options": options.as_dict(),
+                 details={"collection_id": str(collection.id), "assets": len(rows), "options": options.as_dict(),
                           "sources": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
                           "idempotency_key": bool(idempotency_key)})
     return job

@@ -14,6 +14,9 @@ from rest_framework.response import Response
 from embeddings.api import IMAGE_ERRORS, ImageSourceInput, image_from, plain_data
 from embeddings.image_sources import uploaded_source
 from embeddings.search import services as search_service
+from embeddings.search import subjects as person_search
+from embeddings.search.subjects import PersonQuery
+from embeddings.store.fields import COLLECTION_ERRORS, collection_field
 from faceservice.api.fields import InputSerializer
 from faceservice.api.views import TenantAPIView
 from faceservice.errors import InvalidRequest
@@ -34,6 +37,7 @@ class SearchedFaceOutput(serializers.Serializer):
 
 class SearchOutput(serializers.Serializer):
     model_id = serializers.CharField()
+    collection = serializers.CharField(help_text="The collection searched")
     threshold = serializers.FloatField()
     faces = SearchedFaceOutput(many=True)
     left_out = serializers.ListField(child=serializers.DictField(), required=False)
@@ -63,6 +67,8 @@ class SearchApi(TenantAPIView):
                                           max_length=1000)
         group_by = serializers.ChoiceField(choices=["subject"], required=False, allow_null=True,
                                            help_text="subject: only the best face per subject")
+        collection = collection_field(help_text="The collection searched; absent: `default` (by `face_id`: "
+                                                "the face's own collection)")
 
     class SearchUpload(serializers.Serializer):
         """The multipart form: the photo as a file, the options as form fields."""
@@ -80,9 +86,10 @@ class SearchApi(TenantAPIView):
         asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                           max_length=1000)
         group_by = serializers.ChoiceField(choices=["subject"], required=False)
+        collection = collection_field()
 
     @extend_schema(request={"application/json": SearchInput, "multipart/form-data": SearchUpload},
-                   responses={200: SearchOutput, **IMAGE_ERRORS},
+                   responses={200: SearchOutput, **IMAGE_ERRORS, **COLLECTION_ERRORS},
                    summary="Search by photo (1:N) or by face id")
     def post(self, request):
         """Find who is in a photo: each face found (all, or the largest) is matched against your indexed
@@ -104,7 +111,7 @@ class SearchApi(TenantAPIView):
             top_k=options["top_k"], threshold=options.get("threshold", settings.SEARCH_MATCH_THRESHOLD),
             largest_only=options["faces"] == "largest", max_faces=options["max_faces"],
             subject_ids=options.get("subject_ids"), asset_ids=options.get("asset_ids"),
-            group_by_subject=options.get("group_by") == "subject")
+            group_by_subject=options.get("group_by") == "subject", collection=options.get("collection"))
         if source is not None:
             result = search_service.search_by_image(tenant_id=self.tenant_id, source=source, query=query,
                                                     actor=self.actor())
@@ -200,3 +207,125 @@ class CompareApi(TenantAPIView):
             references.append((parsed.validated_data["name"],
                                ImageSourceInput.to_source(parsed.validated_data["image"])))
         return references
+
+
+# --- Persons -------------------------------------------------------------------------------
+
+class SubjectMatchOutput(serializers.Serializer):
+    subject_id = serializers.CharField()
+    score = serializers.FloatField(help_text="The subject score over its faces (see `method`)")
+    faces = serializers.IntegerField(help_text="How many of its faces entered the score")
+    best_face_id = serializers.UUIDField()
+    best_similarity = serializers.FloatField()
+
+
+class PersonSearchedFaceOutput(serializers.Serializer):
+    bbox = serializers.ListField(child=serializers.FloatField())
+    det_score = serializers.FloatField()
+    subjects = SubjectMatchOutput(many=True)
+
+
+class PersonSearchOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    collection = serializers.CharField()
+    threshold = serializers.FloatField()
+    method = serializers.CharField(help_text="How face similarities become a subject score")
+    faces = PersonSearchedFaceOutput(many=True)
+    timings_ms = serializers.DictField(child=serializers.FloatField())
+
+
+class PersonSearchInput(InputSerializer):
+    image = ImageSourceInput(required=False, help_text="JSON image; or send multipart field `image`")
+    collection = collection_field()
+    faces = serializers.ChoiceField(choices=["all", "largest"], default="all")
+    max_faces = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    top_k = serializers.IntegerField(min_value=1, max_value=100, default=10, help_text="Subjects per face")
+    threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False,
+                                       help_text="Minimum subject score; default SEARCH_MATCH_THRESHOLD")
+
+
+class PersonSearchUpload(PersonSearchInput):
+    image = serializers.FileField(required=False, help_text="The photo (JPEG, PNG or WebP)")
+
+
+class PersonSearchApi(TenantAPIView):
+    """Search the collection's subjects (persons) by a photo: Rekognition's SearchUsersByImage."""
+
+    allowed_roles = ("admin", "searcher")
+
+    @extend_schema(request={"application/json": PersonSearchInput, "multipart/form-data": PersonSearchUpload},
+                   responses={200: PersonSearchOutput, **IMAGE_ERRORS, **COLLECTION_ERRORS},
+                   summary="Search for persons (subjects) by photo")
+    def post(self, request):
+        """Like `/v1/search`, but the answer ranks subjects, not faces: each face found in the photo gets
+        the collection's subjects whose faces look most like it, each with a subject score aggregated over
+        its faces (`method`), at or above `threshold`. Faces without a subject are not persons and never
+        appear. The photo is processed in memory and forgotten.
+
+        Example: `curl -H "Authorization: Bearer $KEY" -F image=@photo.jpg .../v1/search/subjects`
+        """
+        data = PersonSearchInput(data=plain_data(request))
+        data.is_valid(raise_exception=True)
+        options = data.validated_data
+        source = image_from(request, "image", options)
+        if source is None:
+            raise InvalidRequest("Send an image (multipart `image` or JSON `image`).")
+        threshold = options.get("threshold", settings.SEARCH_MATCH_THRESHOLD)
+        query = PersonQuery(top_k=options["top_k"], threshold=threshold,
+                            largest_only=options["faces"] == "largest", max_faces=options["max_faces"],
+                            collection=options.get("collection"))
+        result = person_search.search_subjects_by_image(tenant_id=self.tenant_id, source=source, query=query,
+                                                        actor=self.actor())
+        return Response(PersonSearchOutput(result).data)
+
+
+class VerifyOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    collection = serializers.CharField()
+    subject_id = serializers.CharField()
+    score = serializers.FloatField(help_text="The subject score of the photo's largest face (see `method`)")
+    match = serializers.BooleanField(help_text="score >= threshold")
+    threshold = serializers.FloatField()
+    method = serializers.CharField()
+    faces_compared = serializers.IntegerField(help_text="The subject's enrolled faces compared")
+    best_face_id = serializers.UUIDField()
+    best_similarity = serializers.FloatField()
+
+
+class VerifyInput(InputSerializer):
+    image = ImageSourceInput(required=False, help_text="JSON image; or send multipart field `image`")
+    subject_id = serializers.CharField(max_length=255)
+    collection = collection_field()
+    threshold = serializers.FloatField(min_value=-1.0, max_value=1.0, required=False,
+                                       help_text="Default FACE_MATCH_THRESHOLD, the 1:1 operating point")
+
+
+class VerifyUpload(VerifyInput):
+    image = serializers.FileField(required=False, help_text="The photo (JPEG, PNG or WebP)")
+
+
+class VerifyApi(TenantAPIView):
+    """Verify a photo against a stored person (Azure's face-to-person verify), 1:1, storing nothing."""
+
+    allowed_roles = ("admin", "searcher")
+
+    @extend_schema(request={"application/json": VerifyInput, "multipart/form-data": VerifyUpload},
+                   responses={200: VerifyOutput, **IMAGE_ERRORS, **COLLECTION_ERRORS},
+                   summary="Verify a photo against a subject's enrolled faces (1:1)")
+    def post(self, request):
+        """Is the largest face of the photo the subject `subject_id`? It is compared with every enrolled face
+        of the subject in the collection and the similarities aggregated into one `score`; `match` when it
+        reaches `threshold`. Nothing is stored; `404` when the subject has no faces in the collection.
+
+        Example: `curl -H "Authorization: Bearer $KEY" -F image=@selfie.jpg -F subject_id=alice .../v1/verify`
+        """
+        data = VerifyInput(data=plain_data(request))
+        data.is_valid(raise_exception=True)
+        options = data.validated_data
+        source = image_from(request, "image", options)
+        if source is None:
+            raise InvalidRequest("Send an image (multipart `image` or JSON `image`).")
+        result = person_search.verify_subject(tenant_id=self.tenant_id, source=source,
+                                              subject_id=options["subject_id"], collection=options.get("collection"),
+                                              threshold=options.get("threshold"), actor=self.actor())
+        return Response(VerifyOutput(result).data)

@@ -1,10 +1,10 @@
-"""In-memory search galleries: a web process's copy of a tenant's protected templates.
+"""In-memory search galleries: a web process's copy of a collection's protected templates.
 
 pgvector spends 1-2 ms of fixed cost and 5-17x FAISS's CPU per query (see
 docs/BENCHMARKS.md, "Vector search"); a full scan of 100k 128-d templates
 held in half precision by FAISS takes ~3 ms and finds what brute force finds
 (the exact order comes from the re-rank). So each web process
-keeps, per (tenant, model, key version), the protected templates y = R·x it
+keeps, per (tenant, collection, model, key version), the protected templates y = R·x it
 has searched, up to SEARCH_MEMORY_MAX_BYTES in all (least recently used go
 first). The search answers with candidate ids only; their rows, ciphertexts
 included, are then read from PostgreSQL, which stays the source of truth: a
@@ -52,7 +52,8 @@ logger = logging.getLogger(__name__)
 # One row per face: the id's 16 bytes and pgvector's binary form of the
 # template (int16 dimension, int16 unused, float4 big-endian values).
 _ROWS_SQL = ("SELECT uuid_send(id), vector_send(search_vector), gallery_generation FROM embeddings_face "
-             "WHERE tenant_id = %s AND model_id = %s AND key_version = %s AND gallery_generation > %s")
+             "WHERE tenant_id = %s AND collection_id = %s AND model_id = %s AND key_version = %s "
+             "AND gallery_generation > %s")
 
 @dataclass(frozen=True)
 class GalleryState:
@@ -63,7 +64,7 @@ class GalleryState:
 
 
 class Gallery:
-    """The protected templates of one tenant, model and key version, scanned in full.
+    """The protected templates of one collection, model and key version, scanned in full.
 
     Held as half-precision floats in a FAISS flat index (IndexScalarQuantizer
     QT_fp16): half the memory of float32 and ~1.8x faster to scan than FAISS's
@@ -85,11 +86,11 @@ class Gallery:
         self.removals_pending = False
 
     @classmethod
-    def loaded(cls, tenant_id: UUID | str, model_id: str, key_version: int, dimension: int,
-               state: GalleryState) -> Gallery:
-        """All the rows of a tenant's model and key version, read after `state` (in the tenant's transaction)."""
+    def loaded(cls, tenant_id: UUID | str, collection_id: UUID | str, model_id: str, key_version: int,
+               dimension: int, state: GalleryState) -> Gallery:
+        """All the rows of a collection's model and key version, read after `state` (in the tenant's transaction)."""
         gallery = cls(dimension)
-        gallery.append(_fetch_rows(tenant_id, model_id, key_version, above=-1))
+        gallery.append(_fetch_rows(tenant_id, collection_id, model_id, key_version, above=-1))
         # The rows read are at least as new as `state`: everything up to it is in.
         gallery.generation = max(gallery.generation, state.generation)
         return gallery
@@ -139,9 +140,10 @@ class GalleryCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._galleries: OrderedDict[tuple[str, str, int], Gallery] = OrderedDict()
+        # Keyed (tenant, collection, model, key version).
+        self._galleries: OrderedDict[tuple[str, str, str, int], Gallery] = OrderedDict()
         self._janitor: threading.Thread | None = None
-        self._loading: set[tuple[str, str]] = set()  # (tenant, model) being loaded by a thread
+        self._loading: set[tuple[str, str, str]] = set()  # (tenant, collection, model) being loaded by a thread
 
     def drop_idle(self) -> int:
         """Forget the galleries not searched for SEARCH_MEMORY_IDLE_SECONDS; how many went.
@@ -180,15 +182,16 @@ class GalleryCache:
         while self.loading and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def holds(self, tenant_id: UUID | str, model_id: str) -> bool:
+    def holds(self, tenant_id: UUID | str, collection_id: UUID | str, model_id: str) -> bool:
         with self._lock:
-            return any(key[:2] == (str(tenant_id), model_id) for key in self._galleries)
+            return any(key[:3] == (str(tenant_id), str(collection_id), model_id) for key in self._galleries)
 
     def clear(self) -> None:
         with self._lock:
             self._galleries.clear()
 
-    def synced(self, *, tenant_id: UUID | str, model_id: str, key_version: int, dimension: int,
+    def synced(self, *, tenant_id: UUID | str, collection_id: UUID | str, model_id: str, key_version: int,
+               dimension: int,
                state: GalleryState, read_state: Callable[[], tuple[list[int], GalleryState]] | None = None
                ) -> Gallery:
         """The gallery brought up to `state`; call inside the tenant's transaction.
@@ -200,7 +203,7 @@ class GalleryCache:
         the searches (`read_state`: the tenant's versions and generations,
         read in the loading thread) while this one goes on answering.
         """
-        key = (str(tenant_id), model_id, int(key_version))
+        key = (str(tenant_id), str(collection_id), model_id, int(key_version))
         with self._lock:
             gallery = self._galleries.get(key)
             if gallery is not None and state.removed_generation > gallery.generation:
@@ -208,13 +211,15 @@ class GalleryCache:
             due = gallery is not None and gallery.removals_pending and (
                 time.monotonic() - gallery.loaded_at >= settings.SEARCH_MEMORY_RELOAD_SECONDS)
             if due and read_state is not None and gallery.size > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
-                self._load_beside(tenant_id, model_id, dimension, read_state)
+                self._load_beside(tenant_id, collection_id, model_id, dimension, read_state)
                 due = False
             grew = True
             if gallery is None or gallery.dimension != dimension or due:
-                gallery = self._galleries[key] = Gallery.loaded(tenant_id, model_id, key_version, dimension, state)
+                gallery = self._galleries[key] = Gallery.loaded(tenant_id, collection_id, model_id, key_version,
+                                                                dimension, state)
             elif state.generation > gallery.generation:
-                gallery.append(_fetch_rows(tenant_id, model_id, key_version, above=gallery.generation))
+                gallery.append(_fetch_rows(tenant_id, collection_id, model_id, key_version,
+                                           above=gallery.generation))
                 # Rows at or below a committed generation are all visible, and
                 # those above it that were just read are held: nothing is missed.
                 gallery.generation = max(gallery.generation, state.generation)
@@ -227,33 +232,33 @@ class GalleryCache:
                 self._evict(keep=key)
             return gallery
 
-    def load_in_background(self, *, tenant_id: UUID | str, model_id: str, dimension: int,
-                           read_state: Callable[[], tuple[list[int], GalleryState]]) -> None:
-        """Load the tenant's galleries (every readable key version) in a thread of their own.
+    def load_in_background(self, *, tenant_id: UUID | str, collection_id: UUID | str, model_id: str,
+                           dimension: int, read_state: Callable[[], tuple[list[int], GalleryState]]) -> None:
+        """Load the collection's galleries (every readable key version) in a thread of their own.
 
         For tenants above SEARCH_MEMORY_SYNC_LOAD_FACES: loading 500k faces
         takes seconds, which no search should wait for; pgvector answers
         until the galleries are in.
         """
         with self._lock:
-            self._load_beside(tenant_id, model_id, dimension, read_state)
+            self._load_beside(tenant_id, collection_id, model_id, dimension, read_state)
 
-    def _load_beside(self, tenant_id, model_id: str, dimension: int, read_state) -> None:
-        key = (str(tenant_id), model_id)
+    def _load_beside(self, tenant_id, collection_id, model_id: str, dimension: int, read_state) -> None:
+        key = (str(tenant_id), str(collection_id), model_id)
         if key in self._loading:
             return
         self._loading.add(key)
-        threading.Thread(target=self._load, args=(tenant_id, model_id, dimension, read_state),
+        threading.Thread(target=self._load, args=(tenant_id, collection_id, model_id, dimension, read_state),
                          name="gallery-load", daemon=True).start()
 
-    def _load(self, tenant_id, model_id: str, dimension: int, read_state) -> None:
+    def _load(self, tenant_id, collection_id, model_id: str, dimension: int, read_state) -> None:
         try:
             loaded = {}
             with tenant_context(tenant_id):  # this thread's own connection and transaction
                 versions, state = read_state()
                 for version in versions:
-                    loaded[(str(tenant_id), model_id, version)] = Gallery.loaded(
-                        tenant_id, model_id, version, dimension, state)
+                    loaded[(str(tenant_id), str(collection_id), model_id, version)] = Gallery.loaded(
+                        tenant_id, collection_id, model_id, version, dimension, state)
             with self._lock:
                 self._galleries.update(loaded)
                 for key in loaded:
@@ -263,10 +268,10 @@ class GalleryCache:
             logger.warning("could not load a search gallery", exc_info=True, extra={"tenant_id": str(tenant_id)})
         finally:
             with self._lock:
-                self._loading.discard((str(tenant_id), model_id))
+                self._loading.discard((str(tenant_id), str(collection_id), model_id))
             connection.close()
 
-    def _evict(self, *, keep: tuple[str, str, int]) -> None:
+    def _evict(self, *, keep: tuple[str, str, str, int]) -> None:
         """Drop the least recently used galleries until the rest fit the budget.
 
         `keep` goes last: a tenant that outgrew the budget on its own is
@@ -279,14 +284,15 @@ class GalleryCache:
             total -= self._galleries.pop(key).nbytes
 
 
-def _fetch_rows(tenant_id: UUID | str, model_id: str, key_version: int, *, above: int) -> list:
+def _fetch_rows(tenant_id: UUID | str, collection_id: UUID | str, model_id: str, key_version: int, *,
+                above: int) -> list:
     # Binary results: the ids and templates come back as raw bytes, ~50x
     # faster to unpack than pgvector's text form.
     # Django's cursors bind parameters client-side, which rules binary results
     # out: a plain psycopg cursor on the same connection (and transaction).
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_ROWS_SQL, [str(tenant_id), model_id, key_version, above], binary=True)
+        cursor.execute(_ROWS_SQL, [str(tenant_id), str(collection_id), model_id, key_version, above], binary=True)
         return cursor.fetchall()
 
 

@@ -1,11 +1,12 @@
 """Reads of face data: tenant-scoped vector search with exact re-ranking, listings.
 
-Search, for each readable key version of the tenant (two during a key
-rotation): project the query with that version's secret matrix, fetch
-candidates from pgvector (HNSW for large tenants: the tenant's own partial
-index once vector_index.maintain_tenant_indexes has built it, else the model's
-shared one; an exact scan of the tenant's own rows for small ones), then decrypt the candidates' canonical
-embeddings and re-rank by exact cosine, then apply the threshold.
+Search one collection, for each readable key version of the tenant (two
+during a key rotation): project the query with that version's secret matrix,
+fetch candidates (the collection's in-memory gallery; else pgvector: HNSW for
+large collections, the collection's own partial index once
+vector_index.maintain_tenant_indexes has built it, else the model's shared one;
+an exact scan of the collection's rows for small ones), then decrypt the
+candidates' canonical embeddings and re-rank by exact cosine, then apply the threshold.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from django.core.cache import cache
 from django.db import connection
 
 from embeddings.search.gallery import GalleryState, bytes_per_face, galleries
+from embeddings.store.collections import collection_id_of
 from embeddings.store.protection import decrypt_embeddings, project, projection_matrix
-from embeddings.store.vector_index import _check, has_tenant_index, tenant_predicate, vector_expression
+from embeddings.store.vector_index import _check, collection_predicate, has_collection_index, vector_expression
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey
@@ -46,14 +48,14 @@ class SearchTimings:
     extra: dict = field(default_factory=dict)
 
 
-def faces_of_model(*, tenant_id: UUID | str, model_id: str, up_to: int) -> int:
-    """How many faces of this model the tenant has, counted up to `up_to` (cached briefly).
+def faces_of_model(*, tenant_id: UUID | str, collection_id: UUID | str, model_id: str, up_to: int) -> int:
+    """How many faces of this model the collection has, counted up to `up_to` (cached briefly).
 
     It picks the strategy, which only asks "more than EXACT_SEARCH_MAX_FACES?":
-    counting stops there, so a cache miss for a tenant of 500k faces costs a
+    counting stops there, so a cache miss for a collection of 500k faces costs a
     scan of at most `up_to` index entries, not of all its rows.
     """
-    key = f"face-count:{tenant_id}:{model_id}"
+    key = f"face-count:{tenant_id}:{collection_id}:{model_id}"
     cached = cache.get(key)
     # A count made with a higher cap answers a lower one: callers asking with
     # different caps (the memory budget, EXACT_SEARCH_MAX_FACES) share one entry.
@@ -61,14 +63,19 @@ def faces_of_model(*, tenant_id: UUID | str, model_id: str, up_to: int) -> int:
         return min(cached[1], up_to)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM (SELECT 1 FROM embeddings_face WHERE tenant_id = %s "
-                       "AND model_id = %s LIMIT %s) AS counted", [str(tenant_id), model_id, up_to])
+                       "AND collection_id = %s AND model_id = %s LIMIT %s) AS counted",
+                       [str(tenant_id), str(collection_id), model_id, up_to])
         count = cursor.fetchone()[0]
     cache.set(key, (up_to, count), timeout=60)
     return count
 
 
-def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.ndarray, limit: int,
-                    exact: bool, subject_ids, asset_ids) -> list[tuple]:
+# A face past its expiry is never an answer, whenever the retention purge runs.
+_NOT_EXPIRED = "(expires_at IS NULL OR expires_at > statement_timestamp())"
+
+
+def _candidate_rows(*, tenant_id, collection_id, model_id: str, key_version: int, query: np.ndarray,
+                    limit: int, exact: bool, subject_ids, asset_ids) -> list[tuple]:
     dimension = int(query.shape[0])
     _check(model_id, dimension)
     distance = f"{vector_expression(dimension)} <#> %s::vector({dimension})"
@@ -76,19 +83,19 @@ def _candidate_rows(*, tenant_id, model_id: str, key_version: int, query: np.nda
     # expression differ from the indexed one, so the planner uses the tenant's
     # btree rows and sorts them.
     order = f"({distance}) + 0" if exact else distance
-    filters, params = ["key_version = %s"], [key_version]
+    filters, params = ["key_version = %s", _NOT_EXPIRED], [key_version]
     if subject_ids:
         filters.append("subject_id = ANY(%s)")
         params.append(list(subject_ids))
     if asset_ids:
         filters.append("asset_id = ANY(%s)")
         params.append(list(asset_ids))
-    # Only validated literals (model id, dimension, the tenant's canonical UUID)
-    # are formatted in; other values are parameters. The model and tenant must be
-    # literals: the planner matches them against the partial indexes' predicates
-    # (the tenant's own index if it has one, else the model's shared one).
+    # Only validated literals (model id, dimension, canonical UUIDs) are
+    # formatted in; other values are parameters. The model, tenant and collection
+    # must be literals: the planner matches them against the partial indexes'
+    # predicates (the collection's own index if it has one, else the model's shared one).
     sql = (f"SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "  # noqa: S608
-           f"WHERE {tenant_predicate(model_id, tenant_id)} AND {' AND '.join(filters)} "
+           f"WHERE {collection_predicate(model_id, tenant_id, collection_id)} AND {' AND '.join(filters)} "
            f"ORDER BY {order} LIMIT %s")
     vector_text = "[" + ",".join(f"{v:.7g}" for v in query.tolist()) + "]"
     with connection.cursor() as cursor:
@@ -127,33 +134,34 @@ def _readable_versions_in_context(tenant_id, *, hnsw_ef_search: int | None = Non
 
 
 MEMORY_CANDIDATE_MARGIN = 8
-_ROWS_BY_ID_SQL = ("SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "
-                   "WHERE tenant_id = %s AND id = ANY(%s) AND model_id = %s AND key_version = %s")
+_ROWS_BY_ID_SQL = ("SELECT id, asset_id, subject_id, bbox, embedding_ciphertext FROM embeddings_face "  # noqa: S608
+                   "WHERE tenant_id = %s AND collection_id = %s AND id = ANY(%s) AND model_id = %s "
+                   f"AND key_version = %s AND {_NOT_EXPIRED}")
 
 
-def _rows_by_id(*, tenant_id, model_id: str, key_version: int, face_ids: list[UUID]) -> list[tuple]:
+def _rows_by_id(*, tenant_id, collection_id, model_id: str, key_version: int, face_ids: list[UUID]) -> list[tuple]:
     """The candidates' rows; a face deleted since the gallery was loaded is not among them."""
     if not face_ids:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(_ROWS_BY_ID_SQL, [str(tenant_id), face_ids, model_id, key_version])
+        cursor.execute(_ROWS_BY_ID_SQL, [str(tenant_id), str(collection_id), face_ids, model_id, key_version])
         return cursor.fetchall()
 
 
-def _fits_in_memory(tenant_id, model_id: str, dimension: int) -> bool:
-    """Whether this tenant's faces of the model are searched from an in-memory gallery."""
+def _fits_in_memory(tenant_id, collection_id, model_id: str, dimension: int) -> bool:
+    """Whether this collection's faces of the model are searched from an in-memory gallery."""
     budget = settings.SEARCH_MEMORY_MAX_BYTES
     if budget <= 0:
         return False
-    if galleries.holds(tenant_id, model_id):
+    if galleries.holds(tenant_id, collection_id, model_id):
         return True
     most = budget // bytes_per_face(dimension)
-    faces = faces_of_model(tenant_id=tenant_id, model_id=model_id, up_to=most + 1)
+    faces = faces_of_model(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id, up_to=most + 1)
     if faces > most:
         return False
     if faces > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
-        galleries.load_in_background(tenant_id=tenant_id, model_id=model_id, dimension=dimension,
-                                     read_state=_state_reader(tenant_id))
+        galleries.load_in_background(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
+                                     dimension=dimension, read_state=_state_reader(tenant_id))
         return False  # pgvector answers until the gallery is in
     return True
 
@@ -165,17 +173,17 @@ def _state_reader(tenant_id):
 
 def search_faces(*, tenant_id: UUID | str, embedding: np.ndarray, model_id: str, top_k: int = 10,
                  threshold: float = 0.0, subject_ids: list[str] | None = None,
-                 asset_ids: list[str] | None = None,
+                 asset_ids: list[str] | None = None, collection_id: UUID | None = None,
                  timings: SearchTimings | None = None) -> list[Match]:
-    """The tenant's faces most similar to `embedding`, best first, at or above `threshold`."""
+    """The collection's faces most similar to `embedding`, best first, at or above `threshold`."""
     return search_faces_many(tenant_id=tenant_id, embeddings=[embedding], model_id=model_id, top_k=top_k,
                              threshold=threshold, subject_ids=subject_ids, asset_ids=asset_ids,
-                             timings=timings)[0]
+                             collection_id=collection_id, timings=timings)[0]
 
 
 def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray], model_id: str,
                       top_k: int = 10, threshold: float = 0.0, subject_ids: list[str] | None = None,
-                      asset_ids: list[str] | None = None,
+                      asset_ids: list[str] | None = None, collection_id: UUID | None = None,
                       timings: SearchTimings | None = None) -> list[list[Match]]:
     """search_faces for several query faces (e.g. every face of a group photo), one result list each.
 
@@ -190,15 +198,17 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
     candidates: list[list[tuple[tuple, int, bytes]]] = [[] for _ in queries]
     dimension = int(queries[0].shape[0])
     with tenant_context(tenant_id):
-        in_memory = not subject_ids and not asset_ids and _fits_in_memory(tenant_id, model_id, dimension)
+        collection_id = collection_id_of(tenant_id, collection_id)
+        in_memory = (not subject_ids and not asset_ids
+                     and _fits_in_memory(tenant_id, collection_id, model_id, dimension))
         most_exact = settings.EXACT_SEARCH_MAX_FACES
-        exact = in_memory or faces_of_model(tenant_id=tenant_id, model_id=model_id,
+        exact = in_memory or faces_of_model(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
                                             up_to=most_exact + 1) <= most_exact
-        # A tenant's own graph holds only its faces: it needs a different
-        # ef_search than the shared graph searched with a tenant filter.
-        own_index = not exact and has_tenant_index(model_id, tenant_id)
+        # A collection's own graph holds only its faces: it needs a different
+        # ef_search than the shared graph searched with a filter.
+        own_index = not exact and has_collection_index(model_id, collection_id)
         timings.strategy = ("memory" if in_memory else "exact" if exact
-                            else "hnsw-tenant" if own_index else "hnsw")
+                            else "hnsw-collection" if own_index else "hnsw")
         ef_search = None if exact else max(
             settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH, limit)
         versions, state = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
@@ -207,8 +217,8 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
             gallery = None
             if in_memory:
                 started = time.perf_counter()
-                gallery = galleries.synced(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                           dimension=dimension, state=state,
+                gallery = galleries.synced(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
+                                           key_version=version, dimension=dimension, state=state,
                                            read_state=_state_reader(tenant_id))
                 # Part of the vector search: a gallery's first load or top-up is paid here.
                 timings.vector_search_ms += (time.perf_counter() - started) * 1000
@@ -223,10 +233,11 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
                     scanned = time.perf_counter()
                     timings.extra["gallery_scan_ms"] = (timings.extra.get("gallery_scan_ms", 0.0)
                                                         + (scanned - started) * 1000)
-                    rows = _rows_by_id(tenant_id=tenant_id, model_id=model_id, key_version=version,
-                                       face_ids=nearest)
+                    rows = _rows_by_id(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
+                                       key_version=version, face_ids=nearest)
                 else:
-                    rows = _candidate_rows(tenant_id=tenant_id, model_id=model_id, key_version=version,
+                    rows = _candidate_rows(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
+                                           key_version=version,
                                            query=project(matrix, query), limit=limit, exact=exact,
                                            subject_ids=subject_ids, asset_ids=asset_ids)
                 timings.vector_search_ms += (time.perf_counter() - started) * 1000

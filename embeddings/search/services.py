@@ -18,8 +18,11 @@ from embeddings.face_engine import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
 from embeddings.search.selectors import Match, SearchTimings, search_faces_many
 from embeddings.store import rounding
-from embeddings.store.selectors import face_embedding
+from embeddings.store.collections import DEFAULT_COLLECTION, check_model, collection_named
+from embeddings.store.models import Collection
+from embeddings.store.selectors import stored_face
 from faceservice.errors import ImageError, Unprocessable
+from faceservice.tenancy import tenant_context
 
 
 class NoFaceDetected(Unprocessable):
@@ -36,18 +39,21 @@ class SearchQuery:
     subject_ids: list[str] | None = None
     asset_ids: list[str] | None = None
     group_by_subject: bool = False
+    collection: str | None = None  # None: the default one (by face id: the face's own)
 
 
 @dataclass
 class SearchResult:
     model_id: str
     threshold: float
+    collection: str = DEFAULT_COLLECTION
     faces: list[dict] = field(default_factory=list)
     left_out: list[dict] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"model_id": self.model_id, "threshold": self.threshold, "faces": self.faces,
+        return {"model_id": self.model_id, "collection": self.collection, "threshold": self.threshold,
+                "faces": self.faces,
                 "left_out": self.left_out, "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
 
 
@@ -77,15 +83,24 @@ def _match_dict(match: Match) -> dict:
             "similarity": rounding.score(match.similarity)}
 
 
+def searched_collection(tenant_id: UUID | str, name: str | None, model_id: str) -> Collection:
+    """The collection a request searches (404 if absent), refused if it holds another model's faces."""
+    with tenant_context(tenant_id):
+        collection = collection_named(tenant_id, name)
+    check_model(collection, model_id)
+    return collection
+
+
 def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, query: SearchQuery,
-                       timings: SearchTimings, exclude_face_id: UUID | None = None) -> list[list[Match]]:
+                       timings: SearchTimings, collection_id: UUID,
+                       exclude_face_id: UUID | None = None) -> list[list[Match]]:
     # Fetch more when grouping by subject, so grouping still fills top_k; one more
     # when a face is left out, so leaving it out still fills top_k.
     top_k = query.top_k * 5 if query.group_by_subject else query.top_k
     top_k += 1 if exclude_face_id is not None else 0
     results = search_faces_many(tenant_id=tenant_id, embeddings=embeddings, model_id=model_id, top_k=top_k,
                                 threshold=query.threshold, subject_ids=query.subject_ids,
-                                asset_ids=query.asset_ids, timings=timings)
+                                asset_ids=query.asset_ids, collection_id=collection_id, timings=timings)
     if exclude_face_id is not None:
         results = [[m for m in matches if str(m.face_id) != str(exclude_face_id)] for matches in results]
     if query.group_by_subject:
@@ -96,6 +111,7 @@ def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, q
 def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery, actor: Actor) -> SearchResult:
     """Every face (or the largest) of the image, each with its best matches in the tenant."""
     engine = face_engine()  # loaded at process start; raises ModelsUnavailable (503) if missing
+    collection = searched_collection(tenant_id, query.collection, engine.model_id)
     watch = Stopwatch()
     image = _decode(source)
     watch.lap("decode")
@@ -103,11 +119,11 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
     analysis = engine.analyze(image, options)
     del image  # the pixels are not needed past this point
     watch.lap("detect_embed")
-    result = SearchResult(model_id=engine.model_id, threshold=query.threshold)
+    result = SearchResult(model_id=engine.model_id, threshold=query.threshold, collection=collection.name)
     timings = SearchTimings()
     # All faces in one go: one tenant scope and one key lookup, then one vector query per face.
     found = _search_embeddings(tenant_id, [face.embedding for face in analysis.faces], engine.model_id, query,
-                               timings)
+                               timings, collection.id)
     for face, matches in zip(analysis.faces, found, strict=True):
         result.faces.append({"bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score),
                              "matches": [_match_dict(m) for m in matches]})
@@ -122,11 +138,17 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
 def search_by_face(*, tenant_id: UUID, face_id: UUID, query: SearchQuery, actor: Actor) -> SearchResult:
     """Faces like one already indexed, the face itself left out (it would always come first, at 1)."""
     watch = Stopwatch()
-    embedding, model_id = face_embedding(tenant_id=tenant_id, face_id=face_id)
+    face = stored_face(tenant_id=tenant_id, face_id=face_id)
+    if query.collection is None:
+        with tenant_context(tenant_id):
+            collection = Collection.objects.get(tenant_id=tenant_id, id=face.collection_id)
+    else:
+        collection = searched_collection(tenant_id, query.collection, face.model_id)
     timings = SearchTimings()
-    matches = _search_embeddings(tenant_id, [embedding], model_id, query, timings, exclude_face_id=face_id)[0]
+    matches = _search_embeddings(tenant_id, [face.embedding], face.model_id, query, timings, collection.id,
+                                 exclude_face_id=face_id)[0]
     watch.lap("search")
-    result = SearchResult(model_id=model_id, threshold=query.threshold,
+    result = SearchResult(model_id=face.model_id, threshold=query.threshold, collection=collection.name,
                           faces=[{"bbox": None, "det_score": None, "matches": [_match_dict(m) for m in matches]}])
     _audit_search(tenant_id, actor, result, source_kind="face_id", face_id=face_id)
     result.timings_ms = _timings(watch, timings)

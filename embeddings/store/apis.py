@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from embeddings.api import IMAGE_ERRORS as ERRORS
 from embeddings.store import deletion as deletions
 from embeddings.store import selectors, services
+from embeddings.store.fields import CollectionQueryInput, collection_field
 from embeddings.store.models import DeletionRequest
 from embeddings.store.receipts import DeletionReceipt
 from embeddings.store.statistics import tenant_statistics
@@ -42,6 +43,7 @@ class FaceOutput(serializers.Serializer):
 
 
 class FaceFilterInput(serializers.Serializer):
+    collection = collection_field()
     asset_id = serializers.CharField(max_length=255, required=False, help_text="Faces of this asset")
     subject_id = serializers.CharField(max_length=255, required=False, help_text="Faces of this subject")
 
@@ -61,7 +63,7 @@ class FaceListApi(TenantAPIView):
         """
         filters = query_params(FaceFilterInput, request)
         faces = selectors.faces_for(tenant_id=self.tenant_id, asset_id=filters.get("asset_id"),
-                                    subject_id=filters.get("subject_id"))
+                                    subject_id=filters.get("subject_id"), collection=filters.get("collection"))
         return paginate(self, faces, FaceOutput)
 
 
@@ -121,6 +123,7 @@ class DeleteFacesApi(TenantAPIView):
     class DeleteInput(InputSerializer):
         exactly_one_of = ("face_ids", "asset_ids", "subject_ids")  # a non-empty list (see the schema)
 
+        collection = collection_field()
         face_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=10000)
         asset_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                           max_length=10000)
@@ -144,9 +147,12 @@ class DeleteFacesApi(TenantAPIView):
         """
         data = self.DeleteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        requested = {k: [str(v) for v in values] for k, values in data.validated_data.items() if values}
+        values = dict(data.validated_data)
+        collection = values.pop("collection", None)
+        requested = {**({"collection": collection} if collection else {}),
+                     **{k: [str(v) for v in ids] for k, ids in values.items() if ids}}
         return delete_now_or_queue(self, requested, lambda: services.delete_faces(
-            tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data))
+            tenant_id=self.tenant_id, actor=self.actor(), collection=collection, **values))
 
 
 @extend_schema_field({"type": "string", "enum": ["delete all face data"]})
@@ -197,8 +203,11 @@ class StatisticsApi(TenantAPIView):
 
     allowed_roles = ("admin", "auditor")
 
-    @extend_schema(responses={200: serializers.DictField()}, summary="Tenant statistics")
+    @extend_schema(parameters=[CollectionQueryInput], responses={200: serializers.DictField(), 404: ERRORS[404]},
+                   summary="Tenant statistics")
     def get(self, request):
-        """Counts without personal data: faces, assets and subjects stored, activity per day (indexing,
-        searches, deletions) and storage used."""
-        return Response(tenant_statistics(tenant_id=self.tenant_id))
+        """Counts without personal data: faces, assets and subjects stored, collections, activity per day
+        (indexing, searches, deletions) and storage used. Of the whole tenant, or of one `collection`
+        (activity stays the tenant's)."""
+        filters = query_params(CollectionQueryInput, request)
+        return Response(tenant_statistics(tenant_id=self.tenant_id, collection=filters.get("collection")))

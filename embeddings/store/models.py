@@ -17,6 +17,39 @@ from pgvector.django import VectorField
 
 from tenants.models import Tenant
 
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+
+
+class Collection(models.Model):
+    """A tenant's named set of faces: searched, listed, retained and deleted on its own.
+
+    Tied to one face model: `model_id` is set when the collection is created
+    (or by its first indexed face) and never changes, so moving to a new model
+    is re-indexing into a new collection while the old one goes on answering.
+    A collection being deleted keeps its row (status `deleting`) until its
+    last face is gone; its name is free again at once.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        DELETING = "deleting"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    model_id = models.CharField(max_length=100, null=True, blank=True)
+    face_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Overrides the tenant's retention for this collection's faces")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "embeddings_collection"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="collection_name_per_tenant",
+                                    condition=models.Q(status="active")),
+        ]
+
 
 class Asset(models.Model):
     """One of the tenant's images, known by the tenant's own asset id.
@@ -27,6 +60,8 @@ class Asset(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    # PROTECT: a collection goes only once its faces and assets are gone (no residue).
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="+", db_index=False)
     asset_id = models.CharField(max_length=255)
     subject_id = models.CharField(max_length=255, null=True, blank=True)
     face_count = models.PositiveIntegerField(default=0)
@@ -35,12 +70,15 @@ class Asset(models.Model):
 
     class Meta:
         db_table = "embeddings_asset"
-        constraints = [models.UniqueConstraint(fields=["tenant", "asset_id"], name="asset_unique_per_tenant")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "collection", "asset_id"],
+                                               name="asset_unique_per_collection")]
+        indexes = [models.Index(fields=["tenant", "collection", "subject_id"], name="asset_collection_subject")]
 
 
 class Face(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="+", db_index=False)
     asset_id = models.CharField(max_length=255)
     subject_id = models.CharField(max_length=255, null=True, blank=True)
     job_id = models.UUIDField(null=True, blank=True)
@@ -62,10 +100,10 @@ class Face(models.Model):
     class Meta:
         db_table = "embeddings_face"
         indexes = [
-            models.Index(fields=["tenant", "gallery_generation"], name="face_tenant_generation"),
-            models.Index(fields=["tenant", "asset_id"], name="face_tenant_asset"),
-            models.Index(fields=["tenant", "subject_id"], name="face_tenant_subject"),
-            models.Index(fields=["tenant", "created_at", "id"], name="face_tenant_created"),
+            models.Index(fields=["tenant", "collection", "gallery_generation"], name="face_collection_generation"),
+            models.Index(fields=["tenant", "collection", "asset_id"], name="face_collection_asset"),
+            models.Index(fields=["tenant", "collection", "subject_id"], name="face_collection_subject"),
+            models.Index(fields=["tenant", "collection", "created_at", "id"], name="face_collection_created"),
             models.Index(fields=["expires_at"], name="face_expires",
                          condition=models.Q(expires_at__isnull=False)),
         ]
@@ -85,7 +123,10 @@ class DeletionRequest(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    requested = models.JSONField(help_text="{face_ids | asset_ids | subject_ids: [...]} or {purge: true}")
+    requested = models.JSONField(help_text="{collection?, face_ids | asset_ids | subject_ids: [...]}, "
+                                           "{collection} (the whole collection) or {purge: true}")
+    # Not a foreign key: a collection's own deletion outlives its row. None: a purge.
+    collection_id = models.UUIDField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     faces_deleted = models.PositiveIntegerField(default=0)
     assets_deleted = models.PositiveIntegerField(default=0)

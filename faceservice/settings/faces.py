@@ -41,6 +41,11 @@ class Faces(Variables):
         256, description="tenants' projection matrices cached per process (d·d·4 bytes each: 1 MiB at 512-d)")
     DELETE_SYNC_MAX_FACES: int = Field(
         10000, description="deletions matching more faces run in a worker (202 + `/v1/deletions/<id>`)")
+    # Rekognition's users hold at most 100 faces; a person with more photos gains
+    # little (the best few faces decide a match) and costs every search.
+    SUBJECT_MAX_FACES: int = Field(
+        100, ge=1, description="faces one subject may hold in a collection; more is refused with "
+        "`subject_face_limit`")
 
 
 export(read(Faces), globals())

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from audit.services import Actor
+from embeddings.face_engine import current_model_id
 from embeddings.image_sources import ImageSource
 from embeddings.indexing import completion, dispatch
 from embeddings.indexing import services as job_services
@@ -48,7 +49,9 @@ def images(settings):
         yield server
 
 
-MODEL = "test-model:0001"
+# The installed pack's id: a collection holds one model's faces, and index jobs
+# are checked against the installed pack, as the workers would have made them.
+MODEL = current_model_id()
 DIM = 64
 ACTOR = Actor(type="api_key", id="tests", name="tests", roles=("indexer",))
 

@@ -12,6 +12,7 @@ from embeddings.models import Face, GalleryState
 from embeddings.search import selectors
 from embeddings.search.gallery import bytes_per_face, galleries
 from embeddings.store import services
+from embeddings.store.collections import collection_named
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tests.embeddings.conftest import ACTOR, DIM, MODEL, index, unit
@@ -25,8 +26,10 @@ def search(tenant, probe, **kwargs):
 
 
 def held(tenant, version=1):
-    """The gallery this process holds for the tenant (None if none)."""
-    return galleries._galleries.get((str(tenant.id), MODEL, version))
+    """The gallery this process holds for the tenant's default collection (None if none)."""
+    with tenant_context(tenant.id):
+        collection_id = collection_named(tenant.id).id
+    return galleries._galleries.get((str(tenant.id), str(collection_id), MODEL, version))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import numpy as np
@@ -12,6 +13,7 @@ from django.utils import timezone
 from audit.services import Actor
 from embeddings.search import selectors
 from embeddings.store import services
+from embeddings.store.collections import collection_named
 from faceservice.tenancy import tenant_context
 from tenants import services as tenant_services
 
@@ -63,6 +65,8 @@ def test_face_count_for_the_strategy_stops_at_its_cap(db):
     tenant, model_id, _ = _tenant_with_random_faces(25, seed=5)
     cache.clear()
     with tenant_context(tenant.id):  # as search_faces calls it: row-level security applies
-        assert selectors.faces_of_model(tenant_id=tenant.id, model_id=model_id, up_to=11) == 11
-        assert selectors.faces_of_model(tenant_id=tenant.id, model_id=model_id, up_to=100) == 25  # recounted
-        assert selectors.faces_of_model(tenant_id=tenant.id, model_id="other-model", up_to=100) == 0
+        collection_id = collection_named(tenant.id).id
+        count = functools.partial(selectors.faces_of_model, tenant_id=tenant.id, collection_id=collection_id)
+        assert count(model_id=model_id, up_to=11) == 11
+        assert count(model_id=model_id, up_to=100) == 25  # recounted
+        assert count(model_id="other-model", up_to=100) == 0

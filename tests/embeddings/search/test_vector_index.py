@@ -1,4 +1,4 @@
-"""Per-tenant partial HNSW indexes (embeddings/store/vector_index.py) against the real PostgreSQL + pgvector.
+"""Per-collection partial HNSW indexes (embeddings/store/vector_index.py) against the real PostgreSQL + pgvector.
 
 These run outside the per-test transaction (committed_db): CREATE / DROP INDEX
 CONCURRENTLY refuse to run inside one. Each test makes its own tenants and
@@ -21,6 +21,7 @@ from embeddings.models import Face
 from embeddings.search import selectors
 from embeddings.store import deletion as deletions
 from embeddings.store import services, vector_index
+from embeddings.store.collections import collection_named
 from faceservice.tenancy import tenant_context
 from tenants import services as tenant_services
 
@@ -45,6 +46,12 @@ def _tenant_with_faces(model_id: str, vectors: np.ndarray):
                                      faces=[FakeDetection(v) for v in vectors[start:start + 50]],
                                      model_id=model_id, submitted_at=timezone.now(), actor=ACTOR)
     return tenant
+
+
+def _collection(tenant):
+    """The tenant's default collection, where _tenant_with_faces puts its faces."""
+    with tenant_context(tenant.id):
+        return collection_named(tenant.id).id
 
 
 def _purge(tenant) -> None:
@@ -79,16 +86,16 @@ def small_threshold(settings):
 
 
 @pytest.mark.pure
-def test_tenant_literal_accepts_only_uuids():
+def test_uuid_literal_accepts_only_uuids():
     value = uuid.uuid4()
-    assert vector_index.tenant_literal(value) == str(value)
-    assert vector_index.tenant_literal(str(value).upper()) == str(value)
+    assert vector_index.uuid_literal(value) == str(value)
+    assert vector_index.uuid_literal(str(value).upper()) == str(value)
     for bad in ["x' OR '1'='1", f"{value}'; DROP TABLE embeddings_face; --", "", "1234"]:
         with pytest.raises(ValueError):
-            vector_index.tenant_literal(bad)
-    name = vector_index.tenant_index_name("m", value)
-    assert len(name) <= 63 and name.startswith(vector_index.TENANT_INDEX_PREFIX)
-    assert name != vector_index.tenant_index_name("m2", value)
+            vector_index.uuid_literal(bad)
+    name = vector_index.collection_index_name("m", value)
+    assert len(name) <= 63 and name.startswith(vector_index.COLLECTION_INDEX_PREFIX)
+    assert name != vector_index.collection_index_name("m2", value)
 
 
 def test_big_tenants_get_their_own_index_and_search_uses_only_theirs(committed_db, small_threshold, model_id):
@@ -100,16 +107,16 @@ def test_big_tenants_get_their_own_index_and_search_uses_only_theirs(committed_d
     small = _tenant_with_faces(model_id, vectors_c)
     try:
         planned = vector_index.maintain_tenant_indexes(dry_run=True)
-        to_build = {(m, t) for m, _, t, _ in planned.build}
+        to_build = {(m, t) for m, _, t, _, _ in planned.build}
         assert {(model_id, str(big_a.id)), (model_id, str(big_b.id))} <= to_build
         assert (model_id, str(small.id)) not in to_build
 
         work = vector_index.maintain_tenant_indexes()
-        name_a = vector_index.tenant_index_name(model_id, big_a.id)
-        name_b = vector_index.tenant_index_name(model_id, big_b.id)
+        name_a = vector_index.collection_index_name(model_id, _collection(big_a))
+        name_b = vector_index.collection_index_name(model_id, _collection(big_b))
         assert {name_a, name_b} <= set(work.built)
-        assert vector_index.has_tenant_index(model_id, big_a.id)
-        assert not vector_index.has_tenant_index(model_id, small.id)
+        assert vector_index.has_collection_index(model_id, _collection(big_a))
+        assert not vector_index.has_collection_index(model_id, _collection(small))
         again = vector_index.maintain_tenant_indexes()  # idempotent
         assert name_a not in again.built and name_a not in again.dropped
 
@@ -126,7 +133,7 @@ def test_big_tenants_get_their_own_index_and_search_uses_only_theirs(committed_d
         timings = selectors.SearchTimings()
         ann = selectors.search_faces(tenant_id=big_a.id, embedding=probe, model_id=model_id, top_k=10,
                                      timings=timings)
-        assert timings.strategy == "hnsw-tenant"
+        assert timings.strategy == "hnsw-collection"
         small_threshold.EXACT_SEARCH_MAX_FACES = 10**9
         cache.clear()
         exact_timings = selectors.SearchTimings()
@@ -140,35 +147,35 @@ def test_big_tenants_get_their_own_index_and_search_uses_only_theirs(committed_d
     finally:
         for tenant in (big_a, big_b, small):
             _purge(tenant)
-    assert not vector_index.has_tenant_index(model_id, big_a.id)
+    assert not vector_index.has_collection_index(model_id, _collection(big_a))
 
 
 def test_purge_drops_the_tenants_index(committed_db, small_threshold, model_id):
     rng = np.random.default_rng(5)
     tenant = _tenant_with_faces(model_id, _unit(rng, 150))
-    assert vector_index.ensure_tenant_index(model_id, DIM, tenant.id)
-    assert not vector_index.ensure_tenant_index(model_id, DIM, tenant.id)  # already there
-    name = vector_index.tenant_index_name(model_id, tenant.id)
-    assert name in vector_index.valid_tenant_index_names()
+    assert vector_index.ensure_collection_index(model_id, DIM, tenant.id, _collection(tenant))
+    assert not vector_index.ensure_collection_index(model_id, DIM, tenant.id, _collection(tenant))  # already there
+    name = vector_index.collection_index_name(model_id, _collection(tenant))
+    assert name in vector_index.valid_collection_index_names()
     _purge(tenant)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", [name])
         assert cursor.fetchone()[0] == 0
-    assert name not in vector_index.valid_tenant_index_names()
+    assert name not in vector_index.valid_collection_index_names()
 
 
 def test_shrunk_tenant_loses_its_index_only_below_half_the_threshold(committed_db, small_threshold, model_id):
     rng = np.random.default_rng(6)
     tenant = _tenant_with_faces(model_id, _unit(rng, 150))
-    name = vector_index.tenant_index_name(model_id, tenant.id)
+    name = vector_index.collection_index_name(model_id, _collection(tenant))
     try:
         assert name in vector_index.maintain_tenant_indexes().built
         services.delete_faces(tenant_id=tenant.id, actor=ACTOR, asset_ids=["a0"])  # 100 left
         assert name not in vector_index.maintain_tenant_indexes().dropped  # 100 > 100 / 2: kept
-        assert name in vector_index.valid_tenant_index_names()
+        assert name in vector_index.valid_collection_index_names()
         services.delete_faces(tenant_id=tenant.id, actor=ACTOR, asset_ids=["a50"])  # 50 left
         assert name in vector_index.maintain_tenant_indexes().dropped
-        assert name not in vector_index.valid_tenant_index_names()
+        assert name not in vector_index.valid_collection_index_names()
     finally:
         _purge(tenant)
 
@@ -177,7 +184,7 @@ def test_interrupted_build_is_rebuilt(committed_db, small_threshold, model_id):
     """A CONCURRENTLY build that fails leaves an INVALID index behind; the next run replaces it."""
     rng = np.random.default_rng(7)
     tenant = _tenant_with_faces(model_id, _unit(rng, 120))
-    name = vector_index.tenant_index_name(model_id, tenant.id)
+    name = vector_index.collection_index_name(model_id, _collection(tenant))
     try:
         with connection.cursor() as cursor:
             # A valid index definition whose build fails part way (a division by zero
@@ -187,7 +194,7 @@ def test_interrupted_build_is_rebuilt(committed_db, small_threshold, model_id):
                                f"((1 / (key_version - key_version))) WHERE tenant_id = '{tenant.id}'")
             cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [name])
             assert cursor.fetchone()[0] is False
-        assert name not in vector_index.valid_tenant_index_names(refresh=True)
+        assert name not in vector_index.valid_collection_index_names(refresh=True)
         assert name in vector_index.maintain_tenant_indexes().built
         with connection.cursor() as cursor:
             cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [name])
@@ -199,4 +206,4 @@ def test_interrupted_build_is_rebuilt(committed_db, small_threshold, model_id):
 def test_building_inside_a_transaction_is_refused(db, model_id):
     assert vector_index.may_create_indexes()  # the test role owns the tables, as in `./dev run`
     with pytest.raises(RuntimeError, match="CONCURRENTLY"):
-        vector_index.ensure_tenant_index(model_id, DIM, uuid.uuid4())
+        vector_index.ensure_collection_index(model_id, DIM, uuid.uuid4(), uuid.uuid4())
