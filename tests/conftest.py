@@ -87,6 +87,17 @@ def committed_db(django_db_setup, django_db_blocker):
         yield
 
 
+def installed_model_id() -> str:
+    """The installed pack's model id; a stand-in where no pack is configured (the pure tier)."""
+    from embeddings.engine import ModelsUnavailable
+    from embeddings.face_engine import current_model_id
+
+    try:
+        return current_model_id()
+    except ModelsUnavailable:
+        return "test-model:0001"
+
+
 def unique_name(prefix: str = "tenant") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

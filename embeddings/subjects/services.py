@@ -41,7 +41,7 @@ def _relabel(tenant_id, collection_id: UUID, subject_ids: Sequence[str], to: str
     return faces, assets
 
 
-def rename_subject(*, tenant_id: UUID | str, collection: str | None, subject_id: str, new_subject_id: str,
+def rename_subject(*, tenant_id: UUID | str, collection: str | None = None, subject_id: str, new_subject_id: str,
                    actor: Actor) -> int:
     """Rename a subject (its faces and assets); how many faces. SubjectExists if the new id has faces."""
     with tenant_context(tenant_id):
@@ -62,7 +62,7 @@ def rename_subject(*, tenant_id: UUID | str, collection: str | None, subject_id:
     return faces
 
 
-def merge_subjects(*, tenant_id: UUID | str, collection: str | None, subject_ids: Sequence[str], into: str,
+def merge_subjects(*, tenant_id: UUID | str, collection: str | None = None, subject_ids: Sequence[str], into: str,
                    actor: Actor) -> int:
     """Move every face of `subject_ids` to the subject `into`; the face count it then has."""
     sources = sorted(set(subject_ids) - {into})
@@ -85,7 +85,7 @@ def merge_subjects(*, tenant_id: UUID | str, collection: str | None, subject_ids
     return total
 
 
-def associate_faces(*, tenant_id: UUID | str, collection: str | None, subject_id: str,
+def associate_faces(*, tenant_id: UUID | str, collection: str | None = None, subject_id: str,
                     face_ids: Sequence[UUID], actor: Actor) -> FaceChanges:
     """Give these faces the subject (moving them from any other); each face not found is reported."""
     with tenant_context(tenant_id):
@@ -110,7 +110,7 @@ def associate_faces(*, tenant_id: UUID | str, collection: str | None, subject_id
     return result
 
 
-def disassociate_faces(*, tenant_id: UUID | str, collection: str | None, subject_id: str,
+def disassociate_faces(*, tenant_id: UUID | str, collection: str | None = None, subject_id: str,
                        face_ids: Sequence[UUID], actor: Actor) -> FaceChanges:
     """Take the subject off these faces (they stay indexed, without a subject)."""
     with tenant_context(tenant_id):

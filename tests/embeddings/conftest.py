@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from audit.services import Actor
 from embeddings.engine import decode_image
-from embeddings.face_engine import current_model_id, face_engine
+from embeddings.face_engine import face_engine
 from embeddings.store import services
 from faceservice.tenancy import platform_scope
-from tests.conftest import FACES_DIR
+from tests.conftest import FACES_DIR, installed_model_id
 
 KNOWN = FACES_DIR / "known-people"
 PROBES = KNOWN / "probe"
@@ -23,7 +23,7 @@ PROBES = KNOWN / "probe"
 # Synthetic faces for the store and search tests.
 # The installed pack's id: a collection holds one model's faces, and index jobs
 # are checked against the installed pack, as the workers would have made them.
-MODEL = current_model_id()
+MODEL = installed_model_id()
 DIM = 128
 ACTOR = Actor.system("tests")
 

@@ -10,13 +10,12 @@ import pytest
 from django.utils import timezone
 
 from audit.services import Actor
-from embeddings.face_engine import current_model_id
 from embeddings.image_sources import ImageSource
 from embeddings.indexing import completion, dispatch
 from embeddings.indexing import services as job_services
 from embeddings.models import IndexJob, IndexJobAsset
 from tenants.webhooks import services as webhooks
-from tests.conftest import find, local_server
+from tests.conftest import find, installed_model_id, local_server
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def images(settings):
 
 # The installed pack's id: a collection holds one model's faces, and index jobs
 # are checked against the installed pack, as the workers would have made them.
-MODEL = current_model_id()
+MODEL = installed_model_id()
 DIM = 64
 ACTOR = Actor(type="api_key", id="tests", name="tests", roles=("indexer",))
 
