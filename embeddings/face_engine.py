@@ -18,7 +18,7 @@ def engine_config() -> EngineConfig:
     return EngineConfig(
         model_root=settings.FACE_MODEL_ROOT, pack=settings.FACE_MODEL_PACK,
         device=settings.FACE_DEVICE, intra_op_threads=settings.FACE_MODEL_THREADS,
-        det_size=(size, size),
+        det_size=(size, size), calibration_dir=settings.FACE_CALIBRATION_DIR or None,
     )
 
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         LEFT_OUT_REASONS,
         Analysis,
         AnalyzeOptions,
+        DetectedFace,
+        Detection,
         Face,
         FaceEngine,
         LeftOutFace,
@@ -39,11 +41,13 @@ if TYPE_CHECKING:
         get_engine,
     )
     from .intake import ImageLimits, decode_image
+    from .quality import QUALITY_FILTERS, FaceQuality
 
 _LAZY = {
     "Analysis": "engine", "AnalyzeOptions": "engine", "Face": "engine", "FaceEngine": "engine",
     "LeftOutFace": "engine", "LEFT_OUT_REASONS": "engine", "get_engine": "engine",
-    "clear_engine_cache": "engine",
+    "clear_engine_cache": "engine", "Detection": "engine", "DetectedFace": "engine",
+    "FaceQuality": "quality", "QUALITY_FILTERS": "quality",
     "ImageLimits": "intake", "decode_image": "intake",
 }
 
@@ -51,12 +55,16 @@ _LAZY = {
 __all__ = [
     "DEFAULT_PACK",
     "LEFT_OUT_REASONS",
+    "QUALITY_FILTERS",
     "Analysis",
     "AnalyzeOptions",
     "CorruptImage",
+    "DetectedFace",
+    "Detection",
     "EngineConfig",
     "Face",
     "FaceEngine",
+    "FaceQuality",
     "ImageError",
     "ImageLimits",
     "ImageTooLarge",

@@ -30,6 +30,9 @@ class EngineConfig:
         engine per Celery worker process on a shared box.
     det_size: detector input (width, height); SCRFD works at 320 or 640 (see docs).
     rec_batch_size: upper bound on faces per recognizer run (memory bound).
+    calibration_dir: a folder searched for `<pack>.calibration.json` before the
+        pack's own `calibration.json` (for packs on read-only storage; see
+        calibration.py). None: the pack's folder only.
     """
 
     model_root: str = DEFAULT_MODEL_ROOT
@@ -40,6 +43,7 @@ class EngineConfig:
     det_size: tuple[int, int] = (640, 640)
     rec_batch_size: int = 32
     warmup: bool = True
+    calibration_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -72,6 +76,8 @@ class EngineConfig:
             kwargs["inter_op_threads"] = int(env["FACE_INTER_OP_THREADS"])
         if env.get("FACE_DET_SIZE"):
             kwargs["det_size"] = _parse_size(env["FACE_DET_SIZE"])
+        if env.get("FACE_CALIBRATION_DIR"):
+            kwargs["calibration_dir"] = env["FACE_CALIBRATION_DIR"]
         return cls(**kwargs)  # type: ignore[arg-type]
 
 

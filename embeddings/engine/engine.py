@@ -14,10 +14,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .align import align_face
+from .calibration import Calibration, calibration_paths, find_calibration
 from .config import EngineConfig
 from .errors import ModelsUnavailable
 from .networks import Detector, Recognizer
 from .pack import PackFiles, locate_pack
+from .quality import (
+    EXTREME_POSE,
+    LOW_BRIGHTNESS,
+    LOW_SHARPNESS,
+    NONE,
+    FaceQuality,
+    QualityBar,
+    measure_quality,
+    quality_bar,
+)
 from .runtime import create_session, resolve_providers
 
 logger = logging.getLogger(__name__)
@@ -26,7 +38,11 @@ TOO_SMALL = "too_small"
 LOW_SCORE = "low_score"
 OVER_MAX_FACES = "over_max_faces"
 NOT_LARGEST_FACE = "not_largest_face"
-LEFT_OUT_REASONS = (TOO_SMALL, LOW_SCORE, OVER_MAX_FACES, NOT_LARGEST_FACE)
+# Every reason a detected face may be left out, in the order they are checked
+# (Rekognition's UnindexedFaces reasons: low confidence, small box, extreme
+# pose, low brightness, low sharpness, over max faces).
+LEFT_OUT_REASONS = (LOW_SCORE, TOO_SMALL, EXTREME_POSE, LOW_BRIGHTNESS, LOW_SHARPNESS, NOT_LARGEST_FACE,
+                    OVER_MAX_FACES)
 
 BBox = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -44,6 +60,10 @@ class AnalyzeOptions:
     largest_only: keep only the largest acceptable face; the others are left
         out as not_largest_face (an enrolment photo of one person: the others
         are bystanders, whatever max_faces says).
+    quality_filter: NONE, AUTO, LOW, MEDIUM or HIGH (quality.BARS): a face
+        below the level's bar is left out as too_small, low_score,
+        extreme_pose, low_sharpness or low_brightness. The bar's size and
+        score minimums apply on top of min_face_size and min_det_score.
     """
 
     max_faces: int | None = None
@@ -51,6 +71,7 @@ class AnalyzeOptions:
     min_det_score: float = 0.5
     low_score_floor: float = 0.3
     largest_only: bool = False
+    quality_filter: str = NONE
 
     def __post_init__(self) -> None:
         if self.max_faces is not None and self.max_faces < 1:
@@ -59,6 +80,11 @@ class AnalyzeOptions:
             raise ValueError("scores must be within [0, 1]")
         if self.min_face_size < 0:
             raise ValueError("min_face_size must be >= 0")
+        quality_bar(self.quality_filter)  # raises ValueError for an unknown level
+
+    @property
+    def bar(self) -> QualityBar:
+        return quality_bar(self.quality_filter)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +94,7 @@ class Face:
     bbox is (x1, y1, x2, y2) in image pixels as the detector gives it: it may
     reach slightly past the image edge for faces cut by the border. size is
     the box's shorter side. landmarks: eyes, nose tip, mouth corners.
+    quality: sharpness, brightness and pose (quality.FaceQuality).
     """
 
     bbox: BBox
@@ -75,6 +102,18 @@ class Face:
     det_score: float
     size: float
     embedding: np.ndarray = field(repr=False)
+    quality: FaceQuality | None = None
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """A kept face without its embedding: what `FaceEngine.detect` gives."""
+
+    bbox: BBox
+    landmarks: tuple[Point, ...]
+    det_score: float
+    size: float
+    quality: FaceQuality
 
 
 @dataclass(frozen=True)
@@ -85,11 +124,42 @@ class LeftOutFace:
     det_score: float
     size: float
     reason: str
+    quality: FaceQuality | None = None
+    landmarks: tuple[Point, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class _Candidate:
+    """One detection on its way through selection; holds its aligned crop (pixels: never returned)."""
+
+    bbox: BBox
+    landmarks: tuple[Point, ...]
+    det_score: float
+    size: float
+    quality: FaceQuality
+    crop: np.ndarray = field(repr=False)
+
+    def left_out(self, reason: str) -> LeftOutFace:
+        return LeftOutFace(self.bbox, self.det_score, self.size, reason, self.quality, self.landmarks)
+
+    def detected(self) -> DetectedFace:
+        return DetectedFace(self.bbox, self.landmarks, self.det_score, self.size, self.quality)
 
 
 @dataclass(frozen=True)
 class Analysis:
     faces: list[Face]
+    left_out: list[LeftOutFace]
+    image_width: int
+    image_height: int
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Faces found and judged, not embedded (`FaceEngine.detect`)."""
+
+    faces: list[DetectedFace]
     left_out: list[LeftOutFace]
     image_width: int
     image_height: int
@@ -113,6 +183,10 @@ class FaceEngine:
                 f"model pack {config.pack!r} in {self.files.folder} is not usable: {type(exc).__name__}"
             ) from exc
         self.dimension: int = self._recognizer.dimension or self._probe_dimension()
+        # The pack's impostor scores (None when it has no calibration for this model id).
+        extra = [config.calibration_dir] if config.calibration_dir else []
+        self.calibration: Calibration | None = find_calibration(
+            self.model_id, calibration_paths(self.files.folder, self.files.pack, extra))
         if config.warmup:
             self.warm_up()
         logger.info("face engine ready: %s, %d-d, providers %s", self.model_id, self.dimension, self.providers)
@@ -133,31 +207,47 @@ class FaceEngine:
             "recognizer": self.files.recognizer.name,
             "providers": list(self.providers),
             "det_size": list(self.config.det_size),
+            "calibrated": self.calibration is not None,
         }
 
     # Work -----------------------------------------------------------------
     def analyze(self, image: np.ndarray, options: AnalyzeOptions | None = None) -> Analysis:
         """Detect, select and embed the faces of a BGR uint8 HxWx3 image."""
         options = options or AnalyzeOptions()
-        _check_image(image)
-        threshold = min(options.min_det_score, options.low_score_floor)
-        boxes, landmarks = self._detector.detect(image, threshold)
-        kept, left_out = _select(boxes, options)
+        kept, left_out = self._judge(image, options)
         embeddings = (
-            self._recognizer.embed(image, [landmarks[i] for i in kept])
+            self._recognizer.embed_aligned([c.crop for c in kept])
             if kept else np.empty((0, self.dimension), dtype=np.float32)
         )
-        faces = [_face(boxes[i], landmarks[i], embeddings[n]) for n, i in enumerate(kept)]
+        faces = [Face(c.bbox, c.landmarks, c.det_score, c.size, embeddings[n], c.quality)
+                 for n, c in enumerate(kept)]
         height, width = image.shape[:2]
         return Analysis(faces, left_out, width, height, self.model_id)
+
+    def detect(self, image: np.ndarray, options: AnalyzeOptions | None = None) -> Detection:
+        """Detect and select like `analyze`, with quality and pose, but embed nothing (no recognizer run)."""
+        options = options or AnalyzeOptions()
+        kept, left_out = self._judge(image, options)
+        height, width = image.shape[:2]
+        return Detection([c.detected() for c in kept], left_out, width, height, self.model_id)
 
     def embed_single_largest(self, image: np.ndarray, options: AnalyzeOptions | None = None) -> Face | None:
         """The largest acceptable face (what search uses), or None if there is none."""
         base = options or AnalyzeOptions()
         single = AnalyzeOptions(max_faces=1, min_face_size=base.min_face_size,
-                                min_det_score=base.min_det_score, low_score_floor=base.min_det_score)
+                                min_det_score=base.min_det_score, low_score_floor=base.min_det_score,
+                                quality_filter=base.quality_filter)
         faces = self.analyze(image, single).faces
         return faces[0] if faces else None
+
+    def _judge(self, image: np.ndarray, options: AnalyzeOptions) -> tuple[list[_Candidate], list[LeftOutFace]]:
+        """Detections, aligned and measured, split into kept (largest first) and left out."""
+        _check_image(image)
+        threshold = min(options.min_det_score, options.low_score_floor)
+        boxes, landmarks = self._detector.detect(image, threshold)
+        size = self._recognizer.image_size
+        candidates = [_candidate(image, boxes[i], landmarks[i], size) for i in range(len(boxes))]
+        return _select(candidates, options)
 
     def embed_aligned(self, crops: list[np.ndarray]) -> np.ndarray:
         """Embeddings (N x dimension) of crops already aligned to the template."""
@@ -188,40 +278,42 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError("empty image")
 
 
-def _select(boxes: np.ndarray, options: AnalyzeOptions) -> tuple[list[int], list[LeftOutFace]]:
-    """Indices of faces to embed (largest first) and the rest with reasons."""
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
-    order = np.argsort(-(widths * heights), kind="stable")
-    kept: list[int] = []
+def _candidate(image: np.ndarray, row: np.ndarray, points: np.ndarray, crop_size: int) -> _Candidate:
+    bbox = (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+    size = float(min(bbox[2] - bbox[0], bbox[3] - bbox[1]))
+    crop = align_face(image, points, crop_size)
+    quality = measure_quality(crop, points, size, float(row[4]))
+    landmarks = tuple((float(x), float(y)) for x, y in points)
+    return _Candidate(bbox, landmarks, float(row[4]), size, quality, crop)
+
+
+def _select(candidates: list[_Candidate], options: AnalyzeOptions) -> tuple[list[_Candidate], list[LeftOutFace]]:
+    """Faces to embed (largest box first) and the rest with reasons."""
+    bar = options.bar
+    min_score = max(options.min_det_score, bar.min_det_score)
+    min_size = max(options.min_face_size, bar.min_size)
+    ordered = sorted(candidates, key=lambda c: -(c.bbox[2] - c.bbox[0]) * (c.bbox[3] - c.bbox[1]))
+    kept: list[_Candidate] = []
     left_out: list[LeftOutFace] = []
-    for i in order.tolist():
-        size = float(min(widths[i], heights[i]))
-        score = float(boxes[i, 4])
-        if score < options.min_det_score:
-            reason = LOW_SCORE
-        elif size < options.min_face_size:
-            reason = TOO_SMALL
-        elif options.largest_only and kept:
+    for candidate in ordered:
+        reason = _reason(candidate, min_score, min_size, bar)
+        if reason is None and options.largest_only and kept:
             reason = NOT_LARGEST_FACE
-        elif options.max_faces is not None and len(kept) >= options.max_faces:
+        elif reason is None and options.max_faces is not None and len(kept) >= options.max_faces:
             reason = OVER_MAX_FACES
+        if reason is None:
+            kept.append(candidate)
         else:
-            kept.append(i)
-            continue
-        left_out.append(LeftOutFace(_bbox(boxes[i]), score, size, reason))
+            left_out.append(candidate.left_out(reason))
     return kept, left_out
 
 
-def _bbox(row: np.ndarray) -> BBox:
-    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
-
-
-def _face(row: np.ndarray, points: np.ndarray, embedding: np.ndarray) -> Face:
-    bbox = _bbox(row)
-    size = min(bbox[2] - bbox[0], bbox[3] - bbox[1])
-    landmarks = tuple((float(x), float(y)) for x, y in points)
-    return Face(bbox, landmarks, float(row[4]), float(size), embedding)
+def _reason(candidate: _Candidate, min_score: float, min_size: float, bar: QualityBar) -> str | None:
+    if candidate.det_score < min_score:
+        return LOW_SCORE
+    if candidate.size < min_size:
+        return TOO_SMALL
+    return bar.failure(candidate.quality)
 
 
 # One engine per configuration per process ---------------------------------

@@ -34,17 +34,48 @@ class Detector:
         self.model_file = path
 
     def detect(self, image: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """(N x 5 [x1, y1, x2, y2, score], N x 5 x 2 landmarks), by score desc.
+        """(N x 5 [x1, y1, x2, y2, score], N x 5 x 2 landmarks), by score desc, in image pixels.
 
         The threshold is passed per call, never stored on the shared SCRFD
         object, so concurrent calls with different thresholds do not interfere.
+        We scale the image onto the detector's canvas ourselves (`letterbox`):
+        insightface's own resize asks OpenCV for a zero-pixel side when the
+        image is far thinner than the canvas (1x700, 3000x4), which raised.
         """
-        boxes, landmarks = self._scrfd.detect(
-            image, input_size=self.det_size, max_num=0, det_thresh=threshold
-        )
-        if landmarks is None:  # unreachable for packs that passed pack checks
-            landmarks = np.zeros((boxes.shape[0], 5, 2), dtype=np.float32)
-        return boxes, landmarks
+        canvas, scale_x, scale_y = letterbox(image, self.det_size)
+        scores, boxes, points = self._scrfd.forward(canvas, threshold)
+        if not scores or sum(s.size for s in scores) == 0:
+            return np.empty((0, 5), dtype=np.float32), np.empty((0, 5, 2), dtype=np.float32)
+        # insightface's SCRFD.detect from here on: order by score, then its NMS.
+        flat = np.vstack(scores).ravel()
+        order = np.argsort(-flat, kind="stable")
+        found = np.hstack((np.vstack(boxes), flat[:, None])).astype(np.float32, copy=False)[order]
+        landmarks = (np.vstack(points)[order] if points else np.zeros((len(found), 5, 2))).astype(np.float32)
+        keep = self._scrfd.nms(found)
+        found, landmarks = found[keep], landmarks[keep]
+        found[:, [0, 2]] /= scale_x
+        found[:, [1, 3]] /= scale_y
+        landmarks[:, :, 0] /= scale_x
+        landmarks[:, :, 1] /= scale_y
+        return found, landmarks
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+    """The image scaled to fit `size` (width, height), aspect kept, on a black canvas at top-left.
+
+    Returns the canvas and the scale of each axis (new / old), each side at
+    least one pixel whatever the aspect ratio. Per-axis scales map boxes back
+    exactly; insightface maps both axes with the height's rounded scale, up to
+    0.2 % off in x (a pixel on an 800 px photo).
+    """
+    height, width = image.shape[:2]
+    canvas_width, canvas_height = size
+    scale = min(canvas_width / width, canvas_height / height)
+    new_width = min(canvas_width, max(1, round(width * scale)))
+    new_height = min(canvas_height, max(1, round(height * scale)))
+    canvas = np.zeros((canvas_height, canvas_width, 3), dtype=np.uint8)
+    canvas[:new_height, :new_width] = cv2.resize(image, (new_width, new_height))
+    return canvas, new_width / width, new_height / height
 
 
 class Recognizer:

@@ -24,6 +24,14 @@ class Faces(Variables):
         "process and more processes serve more searches than one process with a thread per core: the idle "
         "pool keeps spinning and competes with PostgreSQL (docs/BENCHMARKS.md, \"Search latency\")")
     FACE_DET_SIZE: int = Field(640, description="detector input size")
+    # A pack on read-only storage cannot hold its calibration: this folder's
+    # `<pack>.calibration.json` is read first (`manage.py calibrate_model_pack`
+    # writes one; docs/MODELS.md). The repository ships the test pack's.
+    FACE_CALIBRATION_DIR: str = Field(
+        str(Path(__file__).resolve().parents[2] / "deploy" / "calibrations"),
+        json_schema_extra=shown("`deploy/calibrations/` of the code"),
+        description="folder of model-pack calibrations (`<pack>.calibration.json`), read before the pack's own "
+        "`calibration.json`; the impostor scores that calibrated thresholds come from")
     # 0.35 sits above the highest different-person score measured for the test pack
     # (0.309) and keeps TAR@FAR=1e-3 near 98 % (see docs/MODELS.md).
     FACE_MATCH_THRESHOLD: float = Field(

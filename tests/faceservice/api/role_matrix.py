@@ -86,6 +86,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/faces", (ADMIN, INDEXER, SEARCHER), "List faces (metadata) of an asset or subject"),
     Endpoint("POST", "/v1/search", (ADMIN, SEARCHER), "Search by photo or face id (1:N)"),
     Endpoint("POST", "/v1/compare", (ADMIN, SEARCHER, COMPARER), "Compare a photo with references, stateless"),
+    Endpoint("POST", "/v1/detect", (ADMIN, SEARCHER, COMPARER),
+             "Detect faces: boxes, landmarks, quality and pose (stores nothing)"),
     Endpoint("POST", "/v1/faces/delete", (ADMIN,), "Delete faces by face, asset or subject ids (receipt)"),
     Endpoint("POST", "/v1/faces/purge", (ADMIN,), "Purge all face data and shred the tenant's keys"),
     Endpoint("GET", "/v1/receipts/{receipt_id}", (ADMIN, AUDITOR), "Read a deletion receipt"),
