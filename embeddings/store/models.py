@@ -84,6 +84,8 @@ class Face(models.Model):
     job_id = models.UUIDField(null=True, blank=True)
     bbox = models.JSONField(help_text="[x1, y1, x2, y2] in pixels of the oriented image")
     det_score = models.FloatField()
+    # sharpness, brightness, yaw, pitch, roll, size (embeddings/engine/quality.py); null before it was measured
+    quality = models.JSONField(null=True, blank=True)
     model_id = models.CharField(max_length=100)
     key_version = models.PositiveIntegerField()
     embedding_ciphertext = models.BinaryField()
