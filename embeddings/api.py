@@ -5,10 +5,11 @@ Views only; nothing below the API layer imports this module.
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from embeddings.engine import NotAnImage, UnsupportedFormat
+from embeddings.engine import ImageTooLarge, NotAnImage, UnsupportedFormat
 from embeddings.engine.intake import sniff_format
 from embeddings.image_sources import ImageSource, decode_base64, image_limits, uploaded_source
 from faceservice.api.fields import FormFields, InputSerializer
@@ -49,10 +50,23 @@ class ImageSourceInput(InputSerializer):
     @staticmethod
     def to_source(attrs: dict) -> ImageSource:
         if attrs.get("base64") is not None:
-            return ImageSource(data=decode_base64(attrs["base64"]))
+            return ImageSource(data=within_image_limit(decode_base64(attrs["base64"])))
         if attrs.get("url"):
             return ImageSource(url=attrs["url"])
         return ImageSource(s3_bucket=attrs["s3"]["bucket"], s3_key=attrs["s3"]["key"])
+
+
+def within_image_limit(data: bytes) -> bytes:
+    """Decoded inline bytes, refused at once when over MAX_IMAGE_BYTES.
+
+    decode_base64 refuses early from the encoded length, an estimate that lets an
+    image a few bytes over the limit through (padding, whitespace): an index job then
+    accepted it (202) and its worker failed it later. The decoded length is exact,
+    the same number the worker's decode checks.
+    """
+    if len(data) > settings.MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"the image is larger than {settings.MAX_IMAGE_BYTES} bytes")
+    return data
 
 
 def image_from(request, field: str, data: dict):

@@ -1,4 +1,4 @@
-"""Local servers for the two set-up commands (`./dev run`, `./dev test`).
+"""Local servers for the two set-up commands (`./dev run`, `./dev test`), and `./dev audit`.
 
 `./dev test --fast` starts nothing: it runs only the tests marked `pure`.
 
@@ -11,7 +11,8 @@ foreground or runs the test suite, and stops everything it started on the way ou
 This lives in `faceservice/` rather than `deploy/` so that the test bootstrap and
 the run command share one importable implementation. Over 400 lines: the three
 embedded servers, the bootstrap and the process supervision of `./dev run` are
-one sequence a reader follows from top to bottom.
+one sequence a reader follows from top to bottom; `./dev audit` (pip-audit over the
+pinned requirements) is the one command after it that starts no server.
 """
 
 from __future__ import annotations
@@ -331,6 +332,22 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     path.chmod(0o600)  # it holds the database password
 
 
+def web_server(env: dict[str, str], port: int, log_file: Path | None = None) -> Background:
+    """`./dev run`'s web process: the production web settings, on loopback.
+
+    deploy/gunicorn.conf.py as deployed: gthread workers, JSON answers to what gunicorn
+    refuses, and no gunicorn access log (it would write query strings, with subject and
+    asset ids, and a Basic-auth user name, which may be a whole API key): the service's
+    own JSON line (faceservice/api/middleware.py) is the one access log. Only the bind
+    address is added; tests/faceservice/test_run_logs.py starts this same process.
+    """
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    return Background("web", [str(gunicorn), "faceservice.wsgi",
+                              "--config", str(PROJECT_DIR / "deploy" / "gunicorn.conf.py"),
+                              "--bind", f"127.0.0.1:{port}"],
+                      port=port, env=env, log_file=log_file)
+
+
 def run_service() -> int:
     """`./dev run`: the whole service in the foreground until Ctrl-C."""
     run_dir = Path(os.environ.get("FACESERVICE_RUN_DIR") or PROJECT_DIR / ".run")
@@ -354,12 +371,7 @@ def run_service() -> int:
         port = env.get("PORT", "8000")
         bin_dir = Path(sys.executable).parent
         processes = [
-            # The production web settings (gthread workers, JSON answers to what gunicorn
-            # refuses, no gunicorn access log: it would write query strings), on loopback.
-            Background("web", [str(bin_dir / "gunicorn"), "faceservice.wsgi",
-                               "--config", str(PROJECT_DIR / "deploy" / "gunicorn.conf.py"),
-                               "--bind", f"127.0.0.1:{port}"],
-                       port=int(port), env=env),
+            web_server(env, int(port)),
             # Two worker processes on a small machine: one onnxruntime thread each
             # beats two processes fighting over every core (docs/BENCHMARKS.md).
             Background("worker", [str(bin_dir / "celery"), "-A", "faceservice", "worker",
@@ -408,6 +420,73 @@ def run_fast_tests(pytest_args: list[str]) -> int:
                           env=env, cwd=PROJECT_DIR).returncode
 
 
+AUDIT_IGNORE_FILE = PROJECT_DIR / ".ci" / "pip-audit-ignore"
+# Ours, installed from the checkout (client/): not on PyPI, nothing to look up.
+OWN_PACKAGES = {"facesearch-client"}
+
+
+def accepted_advisories(path: Path = AUDIT_IGNORE_FILE) -> dict[str, str]:
+    """{advisory id: why it is accepted}, from lines `ID  reason` (# starts a comment).
+
+    An id without a reason is refused: an accepted vulnerability must say why.
+    """
+    accepted = {}
+    lines = path.read_text().splitlines() if path.exists() else []
+    for number, line in enumerate(lines, start=1):
+        advisory, _, reason = line.split("#", 1)[0].strip().partition(" ")
+        if advisory and not reason.strip():
+            raise ValueError(f"{path.name} line {number}: {advisory} has no reason")
+        if advisory:
+            accepted[advisory] = reason.strip()
+    return accepted
+
+
+def audit_findings(report: dict, accepted: dict[str, str]) -> tuple[list[str], list[str]]:
+    """From pip-audit's JSON report: (vulnerable pins not accepted, third-party packages not audited)."""
+    vulnerable, unaudited = [], []
+    for dependency in report["dependencies"]:
+        name = dependency["name"]
+        if "skip_reason" in dependency:
+            if name not in OWN_PACKAGES:
+                unaudited.append(name)
+            continue
+        for vuln in dependency.get("vulns", []):
+            if not {vuln["id"], *vuln.get("aliases", [])} & accepted.keys():
+                fixed = ", ".join(vuln.get("fix_versions", [])) or "none yet"
+                vulnerable.append(f"{name}=={dependency['version']}: {vuln['id']} (fixed in: {fixed})")
+    return vulnerable, unaudited
+
+
+def audit_dependencies(*, allow_unaudited: bool = False) -> int:
+    """`./dev audit`: no known vulnerability in the pinned requirements (pip-audit), bar accepted ones.
+
+    pip-audit resolves requirements.txt and requirements-dev.txt as pip would and looks
+    each pinned version up in PyPI's vulnerability data. A package it could not look up
+    was not audited: that fails too, unless `--allow-unaudited` (.ci/run says why).
+    """
+    import json
+
+    accepted = accepted_advisories()
+    with tempfile.TemporaryDirectory() as folder:
+        report_file = Path(folder) / "audit.json"
+        subprocess.run([str(Path(sys.executable).parent / "pip-audit"), "--progress-spinner", "off",
+                        "-r", "requirements.txt", "-r", "requirements-dev.txt",
+                        "--format", "json", "--output", str(report_file)], cwd=PROJECT_DIR, check=False)
+        if not report_file.exists():
+            log("pip-audit produced no report")
+            return 1
+        report = json.loads(report_file.read_text())
+    vulnerable, unaudited = audit_findings(report, accepted)
+    audited = sum("skip_reason" not in dependency for dependency in report["dependencies"])
+    log(f"dependency audit: {audited} packages audited, {len(vulnerable)} known vulnerabilities "
+        f"({len(accepted)} accepted in {AUDIT_IGNORE_FILE.name})")
+    for line in vulnerable:
+        log(f"VULNERABLE {line}")
+    if unaudited:
+        log(f"NOT AUDITED ({len(unaudited)}: the vulnerability data could not be read): {', '.join(unaudited)}")
+    return 1 if vulnerable or (unaudited and not allow_unaudited) else 0
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if rest[:1] == ["--"]:
@@ -418,8 +497,10 @@ def main(argv: list[str]) -> int:
         return run_fast_tests(rest[1:])
     if command == "test":
         return run_tests(rest)
+    if command == "audit":
+        return audit_dependencies(allow_unaudited=rest == ["--allow-unaudited"])
     print(__doc__)
-    print("usage: ./dev run | ./dev test [--fast] [pytest args]")
+    print("usage: ./dev run | ./dev test [--fast] [pytest args] | ./dev audit [--allow-unaudited]")
     return 2
 
 

@@ -48,6 +48,14 @@ class InvalidRequest(ApplicationError):
     default_message = "The request is not valid."
 
 
+class MalformedRequest(ApplicationError):
+    """The request could not be read: a body that does not parse, or one Django refuses as suspicious."""
+
+    code = "malformed_request"
+    http_status = 400
+    default_message = "The request could not be read."
+
+
 class NotFound(ApplicationError):
     # A foreign tenant's id reads the same as a missing one.
     code = "not_found"

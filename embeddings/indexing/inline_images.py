@@ -20,7 +20,7 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 
-from embeddings.engine.errors import ImageError
+from embeddings.engine.errors import ImageError, ImageTooLarge
 from embeddings.indexing.models import InlineImage
 from faceservice import sealing
 from tenants import data_keys
@@ -73,7 +73,13 @@ def expiry(now: datetime | None = None) -> datetime:
 
 def sealed_rows(*, tenant_id: UUID | str, job_id: UUID | str, images: Mapping[UUID, bytes],
                 key: data_keys.DataKeyRef, now: datetime | None = None) -> list[InlineImage]:
-    """Unsaved InlineImage rows for {job-asset id: image bytes} (the caller saves them)."""
+    """Unsaved InlineImage rows for {job-asset id: image bytes} (the caller saves them).
+
+    An image over MAX_IMAGE_BYTES is refused here, whichever path submitted it: stored,
+    it would only wait for a worker to fail it (the API names the asset before this).
+    """
+    if any(len(data) > settings.MAX_IMAGE_BYTES for data in images.values()):
+        raise ImageTooLarge(f"an inline image is larger than {settings.MAX_IMAGE_BYTES} bytes")
     expires_at = expiry(now)
     return [
         InlineImage(job_asset_id=job_asset_id, tenant_id=tenant_id, key_version=key.version,

@@ -12,15 +12,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import (
+    BadRequest,
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection, transaction
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from faceservice.errors import ApplicationError, NotFound, PayloadTooLarge
+from faceservice.errors import ApplicationError, MalformedRequest, NotFound, PayloadTooLarge
 from faceservice.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -48,17 +56,38 @@ def error_body(code: str, message: str, details: Any = None) -> dict:
     return {"error": body}
 
 
+def refused_by_django(exc: Exception) -> ApplicationError | None:
+    """Django's own refusal of a request (too large, suspicious, unreadable) as our error, else None.
+
+    Django raises these while it reads a request: inside a DRF view (request.data,
+    request.query_params) they reach exception_handler, elsewhere (a console form,
+    the CSRF check, the Host check) Django hands them to handler400. Both answer
+    through this one mapping, so a refusal reads the same wherever it happens.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, TooManyFieldsSent):
+        return PayloadTooLarge("The request has more form fields or query parameters than this service accepts.")
+    if isinstance(exc, TooManyFilesSent):
+        return PayloadTooLarge("The request carries more files than this service accepts "
+                               "(at most one per asset of an index job).")
+    if isinstance(exc, DisallowedHost):
+        return MalformedRequest("The Host header names no host this service answers to.")
+    if isinstance(exc, UnreadablePostError):
+        return MalformedRequest("The request body could not be read to its end.")
+    # SuspiciousMultipartForm and Django's other suspicious operations, a multipart body
+    # it cannot parse, and BadRequest: the request is malformed, whatever the detail.
+    if isinstance(exc, (SuspiciousOperation, MultiPartParserError, BadRequest)):
+        return MalformedRequest()
+    return None
+
+
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied()
-    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
-        return PayloadTooLarge()
-    if isinstance(exc, TooManyFilesSent):
-        return PayloadTooLarge("The request carries more files than this service accepts "
-                               "(at most one per asset of an index job).")
-    return exc
+    return refused_by_django(exc) or exc
 
 
 def _roll_back_request() -> None:
@@ -119,9 +148,9 @@ def json_server_error(request, *args, **kwargs) -> JsonResponse:
 
 
 def json_bad_request(request, exception=None, *args, **kwargs) -> JsonResponse:
-    if isinstance(exception, RequestDataTooBig):
-        return JsonResponse(error_body("request_too_large", PayloadTooLarge.default_message), status=413)
-    return JsonResponse(error_body("malformed_request", "The request could not be read."), status=400)
+    """Django's handler400: what it refused as suspicious or malformed, in our shape and codes."""
+    error = refused_by_django(exception) or MalformedRequest()
+    return JsonResponse(error_body(error.code, error.public_message), status=error.http_status)
 
 
 def json_permission_denied(request, exception=None, *args, **kwargs) -> JsonResponse:

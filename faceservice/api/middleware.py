@@ -1,4 +1,4 @@
-"""Request ids and one safe access-log line per request."""
+"""Request ids and one safe access-log line per request; no other log line shows a query string."""
 
 from __future__ import annotations
 
@@ -50,3 +50,20 @@ class RequestIdMiddleware:
                 "api_key_id": str(api_key) if api_key else None,
             },
         )
+
+
+class SafeRequestFilter(logging.Filter):
+    """Django's own log lines name the request by method and path only.
+
+    Django attaches the request object to the lines it writes about one (`django.request`
+    on a 500, `django.security.*` on a suspicious request such as an unknown Host), and the
+    JSON formatter writes its repr, `<WSGIRequest: GET '/v1/faces?subject_id=…'>`, query
+    string included. The query string may hold subject and asset ids, so it is dropped
+    here, as in the access line above. Installed on the log handler (settings LOGGING).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        if request is not None and hasattr(request, "path"):
+            record.request = f"<{request.__class__.__name__}: {request.method} {request.path!r}>"
+        return True

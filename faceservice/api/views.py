@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.db import connection, transaction
+from rest_framework import parsers
 from rest_framework.views import APIView
 
 from audit.services import record_event
 from faceservice.api.authentication import presented_key
+from faceservice.api.parsers import JSONParser
 from faceservice.api.throttles import allow_all
 from faceservice.tenancy import current_tenant_id, restore_tenant, tenant_context, tenant_transaction
 from tenants.selectors import is_verified_recently
@@ -39,6 +41,12 @@ class TenantAPIView(APIView):
         if refused:
             self._audit_refusal(request, refused)
         return response
+
+    def get_parsers(self) -> list[parsers.BaseParser]:
+        # Every JSON body goes through our bounded parser, even where a view names DRF's
+        # own in parser_classes: one place, so no view can bring back the RecursionError 500.
+        return [JSONParser() if isinstance(parser, parsers.JSONParser) else parser
+                for parser in super().get_parsers()]
 
     def initial(self, request, *args, **kwargs):
         # Count the client address before authenticating, so that a flood of

@@ -99,7 +99,9 @@ STORAGES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "faceservice.request_id.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "faceservice.request_id.RequestIdFilter"},
+                # Django's own lines about a request name it by method and path only (never the query string).
+                "safe_request": {"()": "faceservice.api.middleware.SafeRequestFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -108,7 +110,8 @@ LOGGING = {
         }
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json",
+                    "filters": ["request_id", "safe_request"]},
     },
     "root": {"handlers": ["console"], "level": _core.LOG_LEVEL},
     "loggers": {

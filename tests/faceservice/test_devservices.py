@@ -1,10 +1,18 @@
-"""`./dev run`'s closing block: the demo key where it can be seen, or how to issue one (issue #14)."""
+"""`./dev run`'s closing block (issue #14), its web process, and `./dev audit`'s verdict (issue #18)."""
 
 from __future__ import annotations
 
 import pytest
 
-from faceservice.devservices import ISSUE_KEY_COMMAND, demo_key_banner
+from faceservice.devservices import (
+    AUDIT_IGNORE_FILE,
+    ISSUE_KEY_COMMAND,
+    PROJECT_DIR,
+    accepted_advisories,
+    audit_findings,
+    demo_key_banner,
+    web_server,
+)
 
 pytestmark = pytest.mark.pure
 
@@ -27,3 +35,60 @@ def test_on_a_restart_it_says_which_command_issues_another():
     banner = demo_key_banner(EXISTS, "8000")
     assert "fsk_" not in banner and ISSUE_KEY_COMMAND in banner
     assert "manage.py issue_api_key demo --name" in ISSUE_KEY_COMMAND and "--roles admin" in ISSUE_KEY_COMMAND
+
+
+# --- the web process --------------------------------------------------------------------
+
+def test_the_web_process_runs_on_the_deployed_gunicorn_settings_and_nothing_more():
+    # No access-log flag can sneak in here: deploy/gunicorn.conf.py (accesslog None) decides.
+    args = web_server({}, 8123).args
+    assert args[args.index("--config") + 1] == str(PROJECT_DIR / "deploy" / "gunicorn.conf.py")
+    assert not [arg for arg in args if "access" in arg or "log" in arg]
+    assert args[-2:] == ["--bind", "127.0.0.1:8123"]
+
+
+def test_the_deployed_gunicorn_settings_write_no_access_log():
+    config: dict = {}
+    exec((PROJECT_DIR / "deploy" / "gunicorn.conf.py").read_text(), config)  # noqa: S102 - our own file
+    assert config["accesslog"] is None
+
+
+# --- ./dev audit ------------------------------------------------------------------------
+
+def _report(*dependencies: dict) -> dict:
+    return {"dependencies": list(dependencies), "fixes": []}
+
+
+DJANGO_VULN = {"id": "PYSEC-2099-1", "aliases": ["CVE-2099-0001", "GHSA-xxxx-yyyy-zzzz"], "fix_versions": ["5.2.99"]}
+
+
+def test_a_vulnerable_pin_is_named_with_its_advisory_and_fixed_version():
+    report = _report({"name": "django", "version": "5.2.19", "vulns": [DJANGO_VULN]},
+                     {"name": "numpy", "version": "2.4.6", "vulns": []})
+    vulnerable, unaudited = audit_findings(report, accepted={})
+    assert vulnerable == ["django==5.2.19: PYSEC-2099-1 (fixed in: 5.2.99)"] and unaudited == []
+
+
+@pytest.mark.parametrize("advisory", ["PYSEC-2099-1", "CVE-2099-0001", "GHSA-xxxx-yyyy-zzzz"])
+def test_an_accepted_advisory_is_accepted_under_any_of_its_ids(advisory):
+    report = _report({"name": "django", "version": "5.2.19", "vulns": [DJANGO_VULN]})
+    assert audit_findings(report, accepted={advisory: "not reachable from our code"}) == ([], [])
+
+
+def test_a_package_that_could_not_be_looked_up_is_reported_except_our_own():
+    report = _report({"name": "django", "version": "5.2.19", "skip_reason": "Dependency not found on PyPI"},
+                     {"name": "facesearch-client", "version": "0.1.0", "skip_reason": "not on PyPI"})
+    assert audit_findings(report, accepted={}) == ([], ["django"])
+
+
+def test_accepted_advisories_need_a_reason(tmp_path):
+    listing = tmp_path / "pip-audit-ignore"
+    listing.write_text("# comment\n\nPYSEC-2099-1 2099-01-01: only the admin uses it  # note\n")
+    assert accepted_advisories(listing) == {"PYSEC-2099-1": "2099-01-01: only the admin uses it"}
+    listing.write_text("GHSA-xxxx-yyyy-zzzz\n")
+    with pytest.raises(ValueError, match="no reason"):
+        accepted_advisories(listing)
+
+
+def test_the_project_accepts_no_advisory_without_a_reason():
+    assert isinstance(accepted_advisories(AUDIT_IGNORE_FILE), dict)
