@@ -63,6 +63,15 @@ class NotFound(ApplicationError):
     default_message = "Not found."
 
 
+class ServiceUnavailable(ApplicationError):
+    """PostgreSQL, Valkey or the broker cannot be reached: nothing went wrong with the request; retry it."""
+
+    code = "service_unavailable"
+    http_status = 503
+    default_message = "A service this request needs is unavailable for a moment; retry shortly."
+    retry_after_seconds = 5
+
+
 class Conflict(ApplicationError):
     code = "conflict"
     http_status = 409

@@ -21,14 +21,17 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import Http404, JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from faceservice.errors import ApplicationError, MalformedRequest, NotFound, PayloadTooLarge
+from faceservice.errors import ApplicationError, MalformedRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from faceservice.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -82,12 +85,32 @@ def refused_by_django(exc: Exception) -> ApplicationError | None:
     return None
 
 
+# A backing service that cannot be reached (down, restarting, a connection cut):
+# the request was fine and may be retried. Not our bug, so no 500.
+OUTAGES = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeout, BrokerUnavailable)
+
+
+def outage(exc: BaseException) -> ServiceUnavailable | None:
+    """A 503 `service_unavailable` for an unreachable PostgreSQL, Valkey or broker, else None."""
+    if isinstance(exc, OUTAGES):
+        logger.warning("a backing service is unavailable", extra={"error": type(exc).__name__})
+        return ServiceUnavailable()
+    return None
+
+
+def outage_response(error: ServiceUnavailable) -> JsonResponse:
+    """The 503 where DRF's handler cannot answer (the request's transaction failed to open or commit)."""
+    response = JsonResponse(error_body(error.code, error.public_message), status=error.http_status)
+    response["Retry-After"] = str(error.retry_after_seconds)
+    return response
+
+
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, Http404):
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied()
-    return refused_by_django(exc) or exc
+    return refused_by_django(exc) or outage(exc) or exc
 
 
 def _roll_back_request() -> None:
@@ -100,11 +123,14 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     exc = _translate(exc)
     _roll_back_request()
     headers: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after_seconds)
     if isinstance(exc, ApplicationError):
         if not exc.message_is_public:
             # The client gets the generic message; the detail (server paths, say) is for operators.
             logger.warning("error detail for operators", extra={"code": exc.code, "detail": exc.message})
-        return Response(error_body(exc.code, exc.public_message, exc.details), status=exc.http_status)
+        return Response(error_body(exc.code, exc.public_message, exc.details), status=exc.http_status,
+                        headers=headers)
     if isinstance(exc, exceptions.APIException):
         # Ours (ConflictingCredentials, say) name their code in default_code.
         code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), getattr(exc, "default_code", "error"))

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from audit.services import record_event
 from faceservice.api.authentication import presented_key
+from faceservice.api.errors import OUTAGES, outage, outage_response
 from faceservice.api.parsers import JSONParser
 from faceservice.api.throttles import allow_all
 from faceservice.tenancy import current_tenant_id, restore_tenant, tenant_context, tenant_transaction
@@ -32,11 +33,16 @@ class TenantAPIView(APIView):
         # Inside an outer transaction (tests, management code) the tenant
         # binding must not outlive the request; on its own it ends with it.
         nested = connection.in_atomic_block
-        with tenant_transaction():
-            outer_tenant = current_tenant_id() if nested else None
-            response = super().dispatch(request, *args, **kwargs)
-            if outer_tenant is not None and not transaction.get_rollback():
-                restore_tenant(outer_tenant)
+        try:
+            with tenant_transaction():
+                outer_tenant = current_tenant_id() if nested else None
+                response = super().dispatch(request, *args, **kwargs)
+                if outer_tenant is not None and not transaction.get_rollback():
+                    restore_tenant(outer_tenant)
+        except OUTAGES as exc:
+            # The database went away as the transaction opened or committed, outside
+            # DRF's handler: the same retryable 503 a failure inside the view gets.
+            return outage_response(outage(exc))
         refused = getattr(request, "refused_role", None)
         if refused:
             self._audit_refusal(request, refused)
