@@ -21,7 +21,8 @@ IMAGE_ERRORS = {
     415: OpenApiResponse(description="Not an image, or a format we do not accept"),
     422: OpenApiResponse(description="Corrupt image, fetch refused/failed, no face found"),
     429: OpenApiResponse(description="Rate limited (Retry-After says when to try again)"),
-    503: OpenApiResponse(description="Face models are not installed (models_unavailable)"),
+    503: OpenApiResponse(description="Face models are not installed (models_unavailable), or a backing service is "
+                                 "unreachable for a moment (service_unavailable: retry after `Retry-After`)"),
 }
 
 

@@ -4,7 +4,7 @@ Views describe what is particular to them (their body, their success answers,
 the errors of their own domain). What is true of every tenant operation is
 added here, so that no view repeats it and none can forget it:
 
-- the error answers every authenticated request can get (401, 403, 429, 500;
+- the error answers every authenticated request can get (401, 403, 429, 500, 503;
   400 where a query or body is read, 404 where the path names an object,
   413/415 where a body is sent, 406 where the answer is negotiated from
   `Accept`), each with the one error body `Error`. Not 405: the server answers
@@ -49,6 +49,8 @@ GENERIC_ERRORS = {
     "415": "The body's Content-Type is not one this operation takes (unsupported_media_type)",
     "429": "Rate limited (rate_limited): wait as long as `Retry-After` says",
     "500": "Our bug (internal_error): the answer says nothing more; quote its request id",
+    "503": "PostgreSQL, Valkey or the broker is unreachable for a moment (service_unavailable): retry after "
+           "`Retry-After` seconds",
 }
 
 NO_NUL = r"^[^\x00]*$"
@@ -109,7 +111,7 @@ class TenantAutoSchema(AutoSchema):
                 response["description"] = response.get("description") or GENERIC_ERRORS.get(code, "")
             headers = response.setdefault("headers", {})
             headers["X-Request-ID"] = REQUEST_ID_HEADER
-            if code == "429":
+            if code in ("429", "503"):
                 headers["Retry-After"] = RETRY_AFTER_HEADER
             if code == "202":
                 headers["Location"] = LOCATION_HEADER
@@ -124,7 +126,7 @@ class TenantAutoSchema(AutoSchema):
         return any(getattr(s, "exactly_one_of", None) for s in serializers_by_type.values())
 
     def _error_codes(self, operation: dict) -> list[str]:
-        codes = ["401", "403", "429", "500"]
+        codes = ["401", "403", "429", "500", "503"]
         if operation.get("parameters") or operation.get("requestBody"):
             codes.append("400")
         if "{" in self.path:
