@@ -93,11 +93,12 @@ def vacuum_analyze() -> None:
         cursor.execute("VACUUM (ANALYZE) embeddings_face")
 
 
-def forget_face_count(tenant_id, model_id: str) -> None:
-    """The service caches the tenant's face count for 60 s (it picks exact vs HNSW)."""
+def forget_face_count(tenant_id, collection_id, model_id: str) -> None:
+    """The service caches the collection's face count for 60 s (it picks exact vs HNSW):
+    embeddings.search.selectors.faces_of_model."""
     from django.core.cache import cache
 
-    cache.delete(f"face-count:{tenant_id}:{model_id}")
+    cache.delete(f"face-count:{tenant_id}:{collection_id}:{model_id}")
 
 
 def summarise(values) -> dict[str, float]:
@@ -326,20 +327,23 @@ def run(stack: ServiceStack, *, total_faces: int, searches: int, rounds: int, wa
     created = stack.ensure_vector_index(engine.model_id, engine.dimension)
     index_s = time.perf_counter() - started
     log(f"HNSW index for {engine.model_id}: {'built' if created else 'present'} in {index_s:.0f}s")
-    # What the service's beat task does next: a tenant over EXACT_SEARCH_MAX_FACES
-    # gets its own graph (embeddings/store/vector_index.py).
+    # What the service's beat task does next: a collection over EXACT_SEARCH_MAX_FACES
+    # gets its own graph (embeddings/store/vector_index.py); here, the tenant's default one.
     started = time.perf_counter()
     tenant_index = maintain_tenant_indexes()
     tenant_index_s = time.perf_counter() - started
-    log(f"tenant indexes built: {tenant_index.built} in {tenant_index_s:.0f}s")
+    log(f"collection indexes built: {tenant_index.built} in {tenant_index_s:.0f}s")
     started = time.perf_counter()
     vacuum_analyze()
     vacuum_s = time.perf_counter() - started
-    forget_face_count(stack.tenant_id, engine.model_id)
-    search_faces(tenant_id=stack.tenant_id, embedding=gallery_vectors[0], model_id=engine.model_id)
-    galleries.wait_for_loads()  # a large tenant's gallery loads in a thread (as in the web process)
+    collection_id = stack.default_collection_id()
+    forget_face_count(stack.tenant_id, collection_id, engine.model_id)
+    search_faces(tenant_id=stack.tenant_id, embedding=gallery_vectors[0], model_id=engine.model_id,
+                 collection_id=collection_id)
+    galleries.wait_for_loads()  # a large collection's gallery loads in a thread (as in the web process)
     timings = SearchTimings()  # the strategy of the searches that follow the first
-    search_faces(tenant_id=stack.tenant_id, embedding=gallery_vectors[0], model_id=engine.model_id, timings=timings)
+    search_faces(tenant_id=stack.tenant_id, embedding=gallery_vectors[0], model_id=engine.model_id,
+                 collection_id=collection_id, timings=timings)
     log(f"{len(gallery_ids) + len(filler_ids)} faces in the tenant; strategy {timings.strategy}")
 
     rng.shuffle(probe_pool)
@@ -400,7 +404,7 @@ def report(out: dict) -> str:
              f"{out['faces_in_tenant']} faces in the tenant ({out['real_faces']} real, {out['filler_faces']} {out['filler_kind']} filler); "
              f"strategy {out['strategy']}; HNSW {out['hnsw']}",
              f"filled in {out['fill_seconds']} s, index built in {out['index_build_seconds']} s, "
-             f"tenant index in {out['tenant_index_build_seconds']} s, VACUUM ANALYZE {out['vacuum_analyze_seconds']} s; "
+             f"collection index in {out['tenant_index_build_seconds']} s, VACUUM ANALYZE {out['vacuum_analyze_seconds']} s; "
              f"{out['cpus']} CPUs; {out['searches_per_round']} searches a round after {out['warmup']} warm-up; "
              f"5xx answers retried: {len(out['server_errors_retried'])}"]
     for n, r in enumerate(out["rounds"], 1):

@@ -14,8 +14,10 @@ What it does, in one run (see docs/BENCHMARKS.md, "Vector search"):
 2. Makes 100 tenants of very unequal sizes (one holds half of all faces,
    Zipf for the others), clustered face-like embeddings (bench/vectors_data.py),
    protects them exactly as the service does (per-tenant projection +
-   AES-GCM of the canonical embedding) and COPYs them into embeddings_face.
+   AES-GCM of the canonical embedding) and COPYs them into embeddings_face,
+   each tenant's faces into its default collection.
 3. Builds the model's HNSW index with the service's `ensure_vector_index`
+   and the large collections' own ones with `ensure_collection_index`
    (timed) and reports heap / TOAST / index sizes.
 4. Measures, per tenant-size bucket (giant / large / mid / tiny):
    - ANN SQL alone (LIMIT 10, the service's expression, predicate and
@@ -94,6 +96,7 @@ def log(message: str) -> None:
 class BenchTenant:
     data: TenantData
     tenant_id: str
+    collection_id: str  # the tenant's default collection: it holds all of the tenant's faces
     key_version: int
     dek: bytes
     bucket: str
@@ -242,8 +245,11 @@ def dir_size(path: Path) -> int:
 # --- steps ------------------------------------------------------------------------------
 
 
-def make_tenants(count: int, run_name: str) -> list[tuple[str, int, bytes]]:
+def make_tenants(count: int, run_name: str) -> list[tuple[str, str, int, bytes]]:
+    """(tenant id, its default collection's id, active key version, data key) per new tenant."""
     from audit.services import Actor
+    from embeddings.store.collections import collection_named
+    from faceservice.tenancy import tenant_context
     from tenants import data_keys, services
 
     actor = Actor.operator("bench_vectors")
@@ -251,7 +257,10 @@ def make_tenants(count: int, run_name: str) -> list[tuple[str, int, bytes]]:
     for i in range(count):
         tenant = services.create_tenant(name=f"{run_name}-{i:03d}", actor=actor)
         key = data_keys.active_key(tenant_id=tenant.id, actor=actor)
-        made.append((str(tenant.id), key.version, key.key))
+        # The raw COPY bypasses the store's writes, which would make the default collection on first use.
+        with tenant_context(tenant.id):
+            collection_id = collection_named(tenant.id).id
+        made.append((str(tenant.id), str(collection_id), key.version, key.key))
     return made
 
 
@@ -273,13 +282,14 @@ def load_dataset(args, model_id: str, tenants_made) -> tuple[list[BenchTenant], 
         t2 = time.perf_counter()
         generate_s += t1 - t0
         truth_s += t2 - t1
-        tenant_id, version, dek = tenants_made[i]
-        timings = load_tenant(conn, tenant_id=tenant_id, dek=dek, key_version=version, model_id=model_id,
-                              embeddings=data.embeddings, identity=data.identity,
-                              real_ciphertext=not args.random_ciphertext)
+        tenant_id, collection_id, version, dek = tenants_made[i]
+        timings = load_tenant(conn, tenant_id=tenant_id, collection_id=collection_id, dek=dek,
+                              key_version=version, model_id=model_id, embeddings=data.embeddings,
+                              identity=data.identity, real_ciphertext=not args.random_ciphertext)
         totals.add(timings)
-        loaded.append(BenchTenant(data=data, tenant_id=tenant_id, key_version=version, dek=dek,
-                                  bucket=bucket_of(size, giant=(i == 0)), truth=truth))
+        loaded.append(BenchTenant(data=data, tenant_id=tenant_id, collection_id=collection_id,
+                                  key_version=version, dek=dek, bucket=bucket_of(size, giant=(i == 0)),
+                                  truth=truth))
         if i % 10 == 0 or size > 50_000:
             log(f"loaded tenant {i} ({size} faces), {totals.faces} so far, "
                 f"{time.perf_counter() - started:.0f}s")
@@ -335,20 +345,22 @@ def build_index(args, model_id: str) -> dict:
 
 def build_tenant_indexes(model_id: str) -> list[dict]:
     """The service's own maintenance (vector_index.maintain_tenant_indexes) builds the
-    per-tenant indexes, one at a time; each build is timed here by running its plan
-    step by step with the same functions."""
-    from embeddings.store.vector_index import ensure_tenant_index, plan_tenant_indexes, tenant_index_name
+    per-collection indexes, one at a time; each build is timed here by running its plan
+    step by step with the same functions. Each benchmark tenant has one collection (its
+    default one), so these are the per-tenant indexes of before collections."""
+    from embeddings.store.vector_index import collection_index_name, ensure_collection_index, plan_tenant_indexes
 
     builds = []
-    for m, dimension, tenant_id, faces in plan_tenant_indexes().build:
+    for m, dimension, tenant_id, collection_id, faces in plan_tenant_indexes().build:
         if m != model_id:
             continue
         t0 = time.perf_counter()
-        ensure_tenant_index(m, dimension, tenant_id)
+        ensure_collection_index(m, dimension, tenant_id, collection_id)
         build_s = time.perf_counter() - t0
-        builds.append({"tenant_id": tenant_id, "faces": faces, "build_s": build_s,
-                       "name": tenant_index_name(m, tenant_id), "loadavg": os.getloadavg()[0]})
-        log(f"tenant index for {faces} faces built in {build_s:.1f}s (load {os.getloadavg()[0]:.1f})")
+        builds.append({"tenant_id": tenant_id, "collection_id": collection_id, "faces": faces,
+                       "build_s": build_s, "name": collection_index_name(m, collection_id),
+                       "loadavg": os.getloadavg()[0]})
+        log(f"collection index for {faces} faces built in {build_s:.1f}s (load {os.getloadavg()[0]:.1f})")
     return builds
 
 
@@ -413,7 +425,8 @@ def measure_ann(args, model_id: str, queries, projected, faiss_indexes: dict | N
 
     conn = raw_connection()
     clock = CpuClock(backend_pid(conn))
-    sqls = {t.tenant_id: candidate_sql(model_id, args.dim, exact=False, tenant_id=t.tenant_id, columns="asset_id")
+    sqls = {t.tenant_id: candidate_sql(model_id, args.dim, exact=False, tenant_id=t.tenant_id,
+                                       collection_id=t.collection_id, columns="asset_id")
             for t, _ in queries}
     texts = [vector_text(projected[t.tenant_id][q]) for t, q in queries]
     pg: dict[int, Series] = {}
@@ -454,7 +467,8 @@ def measure_ann(args, model_id: str, queries, projected, faiss_indexes: dict | N
             t, q = sample
             plan = explain(conn, sql=sqls[t.tenant_id], tenant_id=t.tenant_id, key_version=t.key_version,
                            vector=vector_text(projected[t.tenant_id][q]), limit=TOP_K, ef_search=100)
-            exact_sql = candidate_sql(model_id, args.dim, exact=True, tenant_id=t.tenant_id, columns="asset_id")
+            exact_sql = candidate_sql(model_id, args.dim, exact=True, tenant_id=t.tenant_id,
+                                      collection_id=t.collection_id, columns="asset_id")
             exact_plan = explain(conn, sql=exact_sql, tenant_id=t.tenant_id, key_version=t.key_version,
                                  vector=vector_text(projected[t.tenant_id][q]), limit=TOP_K, ef_search=None)
             plans[bucket] = {"tenant_faces": t.data.size, "kind": plan_kind(plan, model_id), "plan": plan,
@@ -515,7 +529,8 @@ def measure_candidates(args, model_id: str, queries, projected) -> dict:
                     # As search_faces does, once per search (the exact path reads the versions only).
                     selectors._readable_versions_in_context(
                         t.tenant_id, hnsw_ef_search=None if exact else max(settings.HNSW_EF_SEARCH, limit))
-                    rows = _candidate_rows(tenant_id=t.tenant_id, model_id=model_id, key_version=t.key_version,
+                    rows = _candidate_rows(tenant_id=t.tenant_id, collection_id=t.collection_id,
+                                           model_id=model_id, key_version=t.key_version,
                                            query=projected[t.tenant_id][q], limit=limit, exact=exact,
                                            subject_ids=None, asset_ids=None)
                     ms = (time.perf_counter() - started) * 1000
@@ -580,13 +595,14 @@ def measure_service(args, model_id: str, queries, label: str, **overrides) -> di
     with override_settings(**overrides):
         # Only this run's cached face counts (the strategy depends on them), never the whole cache.
         tenants = list({t.tenant_id: t for t, _ in queries}.values())
-        cache.delete_many([f"face-count:{t.tenant_id}:{model_id}" for t in tenants])
+        cache.delete_many([f"face-count:{t.tenant_id}:{t.collection_id}:{model_id}" for t in tenants])
         clear_galleries()
         # Each tenant's first search loads its in-memory gallery (when it fits
         # SEARCH_MEMORY_MAX_BYTES): timed on its own, not in the series.
         for t in tenants:
             started = time.perf_counter()
-            search_faces(tenant_id=t.tenant_id, embedding=t.data.queries[0], model_id=model_id, top_k=TOP_K)
+            search_faces(tenant_id=t.tenant_id, embedding=t.data.queries[0], model_id=model_id, top_k=TOP_K,
+                         collection_id=t.collection_id)
             first_searches_ms.append((time.perf_counter() - started) * 1000)
         # Tenants above SEARCH_MEMORY_SYNC_LOAD_FACES load in a thread: measure once they are in.
         started = time.perf_counter()
@@ -596,8 +612,9 @@ def measure_service(args, model_id: str, queries, label: str, **overrides) -> di
             timings = SearchTimings()
             c0 = clock.now()
             started = time.perf_counter()
+            # With the collection's id, as search_by_image passes it once it has looked the collection up.
             matches = search_faces(tenant_id=t.tenant_id, embedding=t.data.queries[q], model_id=model_id,
-                                   top_k=TOP_K, timings=timings)
+                                   top_k=TOP_K, collection_id=t.collection_id, timings=timings)
             ms = (time.perf_counter() - started) * 1000
             cpu = CpuClock.ms(c0, clock.now())
             if i < args.warmup:
@@ -706,7 +723,7 @@ def render(report: dict, ann: dict[int, Series], faiss_series: dict[int, Series]
     lines = []
     meta = report["meta"]
     lines.append(f"### {meta['faces']:,} faces × {meta['dim']}-d, {meta['tenants']} tenants "
-                 f"(m={meta['m']}, ef_construction={meta['ef_construction']}, per-tenant indexes: "
+                 f"(m={meta['m']}, ef_construction={meta['ef_construction']}, per-collection indexes: "
                  f"{'yes' if meta.get('tenant_indexes') else 'no'}; load average at start "
                  f"{', '.join(f'{x:.1f}' for x in meta.get('loadavg_start', ()))}, at end "
                  f"{', '.join(f'{x:.1f}' for x in meta['loadavg_end'])})")
@@ -734,7 +751,7 @@ def render(report: dict, ann: dict[int, Series], faiss_series: dict[int, Series]
     tenant_hnsw = sizes_.get("extra", {}).get("tenant_hnsw_bytes", {})
     for b in build.get("tenant_builds", []):
         size = tenant_hnsw.get(b["name"], 0) / (1024 * 1024)
-        lines.append(f"| per-tenant HNSW build, {b['faces']:,} faces (`ensure_tenant_index`) | "
+        lines.append(f"| per-collection HNSW build, {b['faces']:,} faces (`ensure_collection_index`) | "
                      f"{b['build_s']:.1f} s, {size:,.0f} MiB (load average {b['loadavg']:.1f}) |")
     mib = 1024 * 1024
     lines.append(f"| heap / TOAST / btrees / HNSW | {sizes_['table_bytes'] / mib:,.0f} / "
@@ -856,10 +873,11 @@ def parse_args(argv=None):
     parser.add_argument("--maintenance-work-mem", default=from_env("BENCH_MAINTENANCE_WORK_MEM", ""),
                         help="session maintenance_work_mem for the index build (default: the server's)")
     parser.add_argument("--no-shared-index", dest="shared_index", action="store_false",
-                        help="skip the shared per-model index (only the fallback for tenants whose own "
+                        help="skip the shared per-model index (only the fallback for collections whose own "
                              "index is not built yet; it serves no query once they are)")
     parser.add_argument("--no-tenant-indexes", dest="tenant_indexes", action="store_false",
-                        help="no per-tenant indexes: the shared index with a tenant filter, as before")
+                        help="no per-collection indexes (one per tenant here: its default collection): "
+                             "the shared index with a tenant and collection filter")
     parser.add_argument("--faiss-build-threads", type=int, default=2)
     parser.add_argument("--faiss-size", action="store_true", help="also serialise the FAISS indexes for a size")
     parser.add_argument("--no-faiss", action="store_true")
@@ -939,17 +957,19 @@ def run(args) -> dict:
 
 
 def cleanup_database(model_id: str, tenant_ids: list[str]) -> None:
-    """On a database the run did not start itself: drop its faces and its index.
-    (Its tenants stay, like any tenant: their audit events are append-only.)"""
-    from embeddings.store.vector_index import index_name, tenant_index_name
+    """On a database the run did not start itself: drop its faces and its indexes.
+    (Its tenants and their empty default collections stay, like any tenant: their
+    audit events are append-only.)"""
+    from embeddings.store.vector_index import collection_index_name, index_name
 
-    conn = loading_connection()
+    conn = loading_connection()  # a role that bypasses row-level security: no tenant scope needed
     with conn.cursor() as cursor:
         cursor.execute("DELETE FROM embeddings_face WHERE model_id = %s AND tenant_id = ANY(%s::uuid[])",
                        [model_id, tenant_ids])
         cursor.execute(f"DROP INDEX IF EXISTS {index_name(model_id)}")
-        for tenant_id in tenant_ids:
-            cursor.execute(f"DROP INDEX IF EXISTS {tenant_index_name(model_id, tenant_id)}")
+        cursor.execute("SELECT id FROM embeddings_collection WHERE tenant_id = ANY(%s::uuid[])", [tenant_ids])
+        for (collection_id,) in cursor.fetchall():
+            cursor.execute(f"DROP INDEX IF EXISTS {collection_index_name(model_id, collection_id)}")
     conn.close()
 
 

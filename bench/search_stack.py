@@ -171,6 +171,15 @@ class ServiceStack:
             self._client.close()
             self._client = None
 
+    def default_collection_id(self) -> uuid.UUID:
+        """The id of the tenant's default collection (made if missing): where enrol() writes and
+        where searches that name no collection look."""
+        from embeddings.store.collections import collection_named
+        from faceservice.tenancy import tenant_context
+
+        with tenant_context(self.tenant_id):
+            return collection_named(self.tenant_id).id
+
     # The engine, the same as the web server's ---------------------------------------
     @staticmethod
     def engine():
@@ -193,7 +202,8 @@ class ServiceStack:
 
     # Writes: the store's own indexing path --------------------------------------------
     def enrol(self, *, asset_id: str, faces: list, model_id: str, subject_id: str | None = None) -> list:
-        """Index an asset's faces with embeddings.store.services.replace_asset_faces; the new face ids."""
+        """Index an asset's faces with embeddings.store.services.replace_asset_faces (into the tenant's
+        default collection); the new face ids."""
         from django.utils import timezone
 
         from audit.services import Actor

@@ -18,15 +18,15 @@ import numpy as np
 
 from embeddings.store.protection import encrypt_embedding, encrypted_size, project, projection_matrix
 from embeddings.store.vector_index import (
-    TENANT_INDEX_PREFIX,
+    COLLECTION_INDEX_PREFIX,
     _check,
+    collection_predicate,
     index_name,
-    tenant_predicate,
     vector_expression,
 )
 
-FACE_COLUMNS = ("id", "tenant_id", "asset_id", "subject_id", "bbox", "det_score", "model_id", "key_version",
-                "embedding_ciphertext", "search_vector", "created_at")
+FACE_COLUMNS = ("id", "tenant_id", "collection_id", "asset_id", "subject_id", "bbox", "det_score", "model_id",
+                "key_version", "embedding_ciphertext", "search_vector", "created_at")
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
@@ -62,21 +62,22 @@ def _vector_field(row: np.ndarray) -> bytes:
 def copy_rows(conn, rows: Iterable[tuple]) -> None:
     """COPY FACE_COLUMNS rows in PostgreSQL's binary format.
 
-    Each row: (face id uuid, tenant id uuid, asset_id str, subject_id str,
-    det_score float, model_id str, key_version int, ciphertext bytes,
-    search vector float32 array, created_at datetime). bbox is constant.
+    Each row: (face id uuid, tenant id uuid, collection id uuid, asset_id str,
+    subject_id str, det_score float, model_id str, key_version int, ciphertext
+    bytes, search vector float32 array, created_at datetime). bbox is constant.
     """
     columns = ", ".join(FACE_COLUMNS)
     with conn.cursor() as cursor, cursor.copy(f"COPY embeddings_face ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.write(_COPY_HEADER)
         buffer: list[bytes] = []
         count = struct.pack(">h", len(FACE_COLUMNS))
-        for face_id, tenant_id, asset_id, subject_id, det_score, model_id, key_version, ciphertext, vector, \
-                created in rows:
+        for face_id, tenant_id, collection_id, asset_id, subject_id, det_score, model_id, key_version, \
+                ciphertext, vector, created in rows:
             micros = int((created - _PG_EPOCH).total_seconds() * 1_000_000)
             buffer.append(b"".join((
-                count, _field(face_id.bytes), _field(tenant_id.bytes), _field(asset_id.encode()),
-                _field(subject_id.encode()), _field(b"\x01" + _BBOX), _field(struct.pack(">d", det_score)),
+                count, _field(face_id.bytes), _field(tenant_id.bytes), _field(collection_id.bytes),
+                _field(asset_id.encode()), _field(subject_id.encode()), _field(b"\x01" + _BBOX),
+                _field(struct.pack(">d", det_score)),
                 _field(model_id.encode()), _field(struct.pack(">i", key_version)), _field(ciphertext),
                 _vector_field(vector), _field(struct.pack(">q", micros)))))
             if len(buffer) >= 2000:
@@ -87,10 +88,11 @@ def copy_rows(conn, rows: Iterable[tuple]) -> None:
         copy.write(_COPY_TRAILER)
 
 
-def load_tenant(conn, *, tenant_id: uuid.UUID | str, dek: bytes, key_version: int, model_id: str,
-                embeddings: np.ndarray, identity: np.ndarray, real_ciphertext: bool = True,
-                chunk: int = 20_000) -> LoadTimings:
-    """Protect (project + encrypt) one tenant's canonical embeddings as the service does and COPY them in.
+def load_tenant(conn, *, tenant_id: uuid.UUID | str, collection_id: uuid.UUID | str, dek: bytes,
+                key_version: int, model_id: str, embeddings: np.ndarray, identity: np.ndarray,
+                real_ciphertext: bool = True, chunk: int = 20_000) -> LoadTimings:
+    """Protect (project + encrypt) one tenant's canonical embeddings as the service does and COPY them
+    into the given collection of the tenant (its default one in the benchmark).
 
     asset_id is the row's local number (so results map back to the ground
     truth), subject_id its identity. With real_ciphertext=False the ciphertext
@@ -98,6 +100,7 @@ def load_tenant(conn, *, tenant_id: uuid.UUID | str, dek: bytes, key_version: in
     re-ranked).
     """
     tenant_uuid = uuid.UUID(str(tenant_id))
+    collection_uuid = uuid.UUID(str(collection_id))
     timings = LoadTimings(faces=int(embeddings.shape[0]))
     dimension = int(embeddings.shape[1])
     started = time.perf_counter()
@@ -121,8 +124,8 @@ def load_tenant(conn, *, tenant_id: uuid.UUID | str, dek: bytes, key_version: in
             ciphertexts = [blob[i * size:(i + 1) * size] for i in range(part.shape[0])]
         t2 = time.perf_counter()
         copy_rows(conn, (
-            (face_ids[i], tenant_uuid, str(start + i), f"s{int(identity[start + i])}", 0.9, model_id, key_version,
-             ciphertexts[i], vectors[i], created)
+            (face_ids[i], tenant_uuid, collection_uuid, str(start + i), f"s{int(identity[start + i])}", 0.9,
+             model_id, key_version, ciphertexts[i], vectors[i], created)
             for i in range(part.shape[0])))
         t3 = time.perf_counter()
         timings.project_s += t1 - t0
@@ -137,15 +140,15 @@ def load_tenant(conn, *, tenant_id: uuid.UUID | str, dek: bytes, key_version: in
 CANDIDATE_COLUMNS = "id, asset_id, subject_id, bbox, embedding_ciphertext"
 
 
-def candidate_sql(model_id: str, dimension: int, *, exact: bool, tenant_id,
+def candidate_sql(model_id: str, dimension: int, *, exact: bool, tenant_id, collection_id,
                   columns: str = CANDIDATE_COLUMNS) -> str:
-    """The service's candidate query (see _candidate_rows), with `columns` selected: the
-    model and tenant are literals, so the planner can use the tenant's own partial index."""
+    """The service's candidate query (see _candidate_rows), with `columns` selected: the model,
+    tenant and collection are literals, so the planner can use the collection's own partial index."""
     _check(model_id, dimension)
     distance = f"{vector_expression(dimension)} <#> %s::vector({dimension})"
     order = f"({distance}) + 0" if exact else distance
     return (f"SELECT {columns} FROM embeddings_face "  # noqa: S608 - validated literals only
-            f"WHERE {tenant_predicate(model_id, tenant_id)} AND key_version = %s "
+            f"WHERE {collection_predicate(model_id, tenant_id, collection_id)} AND key_version = %s "
             f"ORDER BY {order} LIMIT %s")
 
 
@@ -192,8 +195,8 @@ def explain(conn, *, sql: str, tenant_id, key_version: int, vector: str, limit: 
 
 
 def plan_kind(plan: str, model_id: str) -> str:
-    if TENANT_INDEX_PREFIX in plan:
-        return "hnsw (tenant's own)"
+    if COLLECTION_INDEX_PREFIX in plan:
+        return "hnsw (collection's own)"
     if index_name(model_id) in plan:
         return "hnsw (shared)"
     if "Seq Scan" in plan:
@@ -209,7 +212,7 @@ def plan_kind(plan: str, model_id: str) -> str:
 class Sizes:
     table_bytes: int = 0  # heap only
     toast_bytes: int = 0
-    btree_bytes: int = 0  # the other indexes (pk, tenant_*)
+    btree_bytes: int = 0  # the other indexes (pk, face_collection_*)
     hnsw_bytes: int = 0
     total_bytes: int = 0  # pg_total_relation_size: heap + toast + every index
     extra: dict = field(default_factory=dict)
@@ -227,7 +230,8 @@ def relation_sizes(conn, model_id: str) -> Sizes:
         table, toast, indexes, hnsw, total = cursor.fetchone()
         cursor.execute("SELECT indexname, pg_relation_size(to_regclass(indexname)) FROM pg_indexes "
                        "WHERE tablename = 'embeddings_face' AND indexname LIKE %s",
-                       [TENANT_INDEX_PREFIX.replace("_", r"\_") + "%"])
+                       [COLLECTION_INDEX_PREFIX.replace("_", r"\_") + "%"])
+        # Keyed by index name; the report keeps its old key: each benchmark tenant has one collection.
         tenant_hnsw = dict(cursor.fetchall())
     return Sizes(table_bytes=table, toast_bytes=toast,
                  btree_bytes=indexes - hnsw - sum(tenant_hnsw.values()), hnsw_bytes=hnsw,

@@ -100,9 +100,9 @@ def test_tiny_benchmark_run_end_to_end(committed_db):
 
 @pytest.mark.skipif(not os.environ.get("DATABASE_SUPERUSER_URL"),
                     reason="bulk loading with COPY needs a role that bypasses row-level security")
-def test_tiny_run_measures_the_tenants_own_index(committed_db, settings):
-    """With a threshold the giant tenant is above, the run builds its own index as the
-    service would, and both the raw SQL and search_faces go through it."""
+def test_tiny_run_measures_the_collections_own_index(committed_db, settings):
+    """With a threshold the giant tenant is above, the run builds its default collection's own
+    index as the service would, and both the raw SQL and search_faces go through it."""
     settings.EXACT_SEARCH_MAX_FACES = 500
     args = bench_vectors.parse_args(["--faces", "2000", "--dim", "64", "--tenants", "5", "--giant-queries", "8",
                                      "--queries-per-tenant", "2", "--giant-exact-queries", "3", "--ef", "100",
@@ -117,8 +117,8 @@ def test_tiny_run_measures_the_tenants_own_index(committed_db, settings):
     assert [b["faces"] for b in builds] == [s for s in report["load"]["tenant_sizes"] if s > 500]
     assert builds[0]["faces"] == 1000 and not report["build"]["created"]
     assert report["sizes"]["hnsw_bytes"] == 0 and sum(report["sizes"]["extra"]["tenant_hnsw_bytes"].values()) > 0
-    assert report["plans"]["giant"]["kind"] == "hnsw (tenant's own)"
+    assert report["plans"]["giant"]["kind"] == "hnsw (collection's own)"
     assert report["service"]["as committed"]["strategies"]["giant:memory"] == 8
-    assert report["service"]["pgvector only"]["strategies"]["giant:hnsw-tenant"] == 8
+    assert report["service"]["pgvector only"]["strategies"]["giant:hnsw-collection"] == 8
     assert report["ann_sql"][100]["giant"]["recall_at_10"] >= 0.9
-    assert "per-tenant HNSW build" in report["markdown"]
+    assert "per-collection HNSW build" in report["markdown"]
