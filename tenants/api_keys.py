@@ -7,6 +7,7 @@ Shared by tenants/services.py (issuing, revoking) and tenants/selectors.py
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 
 from cachetools import TTLCache
@@ -17,6 +18,21 @@ from tenants.models import ApiKey
 KEY_PREFIX_BYTES = 6  # 12 hex characters: public, for lookup
 KEY_SECRET_BYTES = 32  # 256 bits of entropy
 KEY_SCHEME = "fsk"
+# The prefix's first 4 hex characters are the tenant's routing tag, the rest random:
+# a proxy in front of several web nodes hashes on the tag, so that every key of a
+# tenant lands on the same node and its search galleries stay warm there
+# (docs/SCALING.md, deploy/nginx/). Public and not secret: any key shows it.
+ROUTING_TAG_HEX = 4
+
+
+def routing_tag(tenant_id) -> str:
+    """The tenant's routing tag: the first 16 bits of SHA-256 of its id, as hex."""
+    return hashlib.sha256(str(tenant_id).encode()).hexdigest()[:ROUTING_TAG_HEX]
+
+
+def new_prefix(tenant_id) -> str:
+    """A key's public lookup prefix: the tenant's routing tag, then random hex."""
+    return routing_tag(tenant_id) + secrets.token_hex(KEY_PREFIX_BYTES)[ROUTING_TAG_HEX:]
 
 
 def digest_secret(plaintext: str) -> str:

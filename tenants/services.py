@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit.services import Actor, record_event
 from faceservice.errors import NotFound
 from faceservice.tenancy import tenant_context
-from tenants.api_keys import KEY_PREFIX_BYTES, KEY_SCHEME, KEY_SECRET_BYTES, digest_secret, forget_cached_keys
+from tenants.api_keys import KEY_SCHEME, KEY_SECRET_BYTES, digest_secret, forget_cached_keys, new_prefix
 from tenants.models import ApiKey, Role, Tenant
 
 
@@ -78,7 +78,7 @@ def update_tenant_settings(*, tenant: Tenant, face_retention_days: int | None,
 def create_api_key(*, tenant_id: UUID, name: str, roles: list[str],
                    expires_at: datetime | None = None, actor: Actor) -> IssuedKey:
     roles = validate_roles(roles)
-    prefix = secrets.token_hex(KEY_PREFIX_BYTES)
+    prefix = new_prefix(tenant_id)
     plaintext = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(KEY_SECRET_BYTES)}"
     with tenant_context(tenant_id):
         api_key = ApiKey.objects.create(
