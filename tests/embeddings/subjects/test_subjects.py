@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
 from tests.conftest import assert_json_error, count, find
-from tests.embeddings.conftest import KNOWN, PROBES, enroll, photo
+from tests.embeddings.conftest import KNOWN, PROBES, photo
 
 pytestmark = pytest.mark.skipif(not KNOWN.is_dir(), reason=f"{KNOWN} is missing")
 
@@ -30,7 +30,7 @@ def people(enrolled, client_for):
 
 
 def test_subjects_are_listed_with_counts_and_described(people):
-    tenant, face_ids, client = people
+    _tenant, face_ids, client = people
     listed = client.get("/v1/subjects", {"limit": 2}).json()
     assert [s["subject_id"] for s in listed["results"]] == sorted(face_ids)[:2]
     following = client.get(listed["next"]).json()["results"]
@@ -85,7 +85,7 @@ def test_associating_a_face_moves_it_to_another_subject(people):
 
 
 def test_a_subject_holds_at_most_the_face_limit(people, settings):
-    tenant, face_ids, client = people
+    _tenant, face_ids, client = people
     settings.SUBJECT_MAX_FACES = len(face_ids["obama"]) + 1
     too_many = client.post("/v1/subjects/merge", {"subject_ids": ["biden"], "into": "obama"}, format="json")
     assert_json_error(too_many, 422, "subject_face_limit")
@@ -98,7 +98,7 @@ def test_a_subject_holds_at_most_the_face_limit(people, settings):
 
 
 def test_person_search_ranks_subjects(people):
-    tenant, face_ids, client = people
+    tenant, _face_ids, client = people
     answer = client.post("/v1/search/subjects", {"image": upload("obama_and_biden.jpg")}, format="multipart")
     assert answer.status_code == 200, answer.content
     best = {face["subjects"][0]["subject_id"] for face in answer.json()["faces"] if face["subjects"]}
@@ -110,7 +110,7 @@ def test_person_search_ranks_subjects(people):
 
 
 def test_verify_against_a_stored_person(people):
-    tenant, face_ids, client = people
+    _tenant, face_ids, client = people
     same = client.post("/v1/verify", {"image": upload("obama1.jpg"), "subject_id": "obama"}, format="multipart")
     assert same.status_code == 200, same.content
     assert same.json()["match"] is True and same.json()["faces_compared"] == len(face_ids["obama"])
