@@ -26,7 +26,8 @@ AUDIT_TABLE_PRIVILEGES = {
     "audit_verification": ("SELECT", "INSERT", "UPDATE"),
     "audit_staff_login_throttle": ("SELECT", "INSERT", "UPDATE", "DELETE"),
 }
-AUDIT_SEQUENCES = ("audit_event_id_seq", "audit_anchor_id_seq", "audit_retention_checkpoint_id_seq")
+AUDIT_SEQUENCES = ("audit_event_id_seq", "audit_anchor_id_seq", "audit_retention_checkpoint_id_seq",
+                   "audit_staff_login_throttle_id_seq")
 
 
 def grant_statements(app_role: str) -> list[sql.Composed]:

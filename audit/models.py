@@ -8,19 +8,18 @@ Besides the events themselves:
 - AuditRetentionCheckpoint: where a retention purge cut a chain; verification
   starts from there. The database lets an event be deleted only under one.
 - AuditVerification: the last verification result of each chain (for the console).
-- StaffLoginThrottle: failed console sign-ins, for the lock-out.
+- StaffLoginThrottle: failed console sign-ins per name and address, for the lock-out.
 """
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.utils import timezone
 
 PLATFORM_CHAIN = "platform"
-
 
 
 def chain_of(tenant_id: UUID | str | None) -> str:
@@ -64,6 +63,10 @@ class AuditEvent(models.Model):
             # jsonb_ops (not jsonb_path_ops): it serves `target @@ '$.* == "id"'`, a
             # search for an id under any key (job_id, asset_id, face_id, ...).
             GinIndex(fields=["target"], name="audit_target_gin"),
+            # The anomaly detector reads the last hour of every tenant's events: a BRIN
+            # index on the time is a few pages, costs appends next to nothing, and
+            # suits a table written in time order.
+            BrinIndex(fields=["occurred_at"], name="audit_event_time_brin"),
         ]
         permissions = [("view_console", "Can use the auditors' console (read-only, all tenants)")]
 
@@ -150,12 +153,21 @@ class AuditVerification(models.Model):
 
 
 class StaffLoginThrottle(models.Model):
-    """Failed console sign-ins per user name; `locked_until` set after too many."""
+    """Failed console sign-ins per user name and client address; `locked_until` after too many.
 
-    username = models.CharField(max_length=150, primary_key=True)
+    Per address, so that someone who knows an auditor's name cannot keep them
+    locked out from elsewhere. `lockouts` counts the lock-outs in a row: each
+    one lasts twice as long as the one before (CONSOLE_LOCKOUT_MAX_SECONDS at most).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    username = models.CharField(max_length=150)
+    address = models.CharField(max_length=45, blank=True)  # the client's IP; empty when unknown
     failures = models.PositiveIntegerField(default=0)
+    lockouts = models.PositiveIntegerField(default=0)
     last_failure_at = models.DateTimeField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "audit_staff_login_throttle"
+        constraints = [models.UniqueConstraint(fields=["username", "address"], name="audit_login_throttle_name_addr")]

@@ -12,7 +12,7 @@ from uuid import UUID
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from audit.models import AuditAnchor, AuditChainHead, AuditEvent, AuditVerification, chain_of
+from audit.models import PLATFORM_CHAIN, AuditAnchor, AuditChainHead, AuditEvent, AuditVerification, chain_of
 
 # Ids are ours (UUIDs) or the tenant's own (asset and subject ids): plain tokens.
 TARGET_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,200}$")
@@ -99,12 +99,21 @@ def _text_search(text: str) -> Q:
     return query
 
 
-def chain_overview() -> list[dict]:
-    """Per chain: head, last anchor, last verification. Call inside platform_scope()."""
-    anchors: dict[str, AuditAnchor] = {}
-    for anchor in AuditAnchor.objects.order_by("chain", "-seq").distinct("chain"):
-        anchors[anchor.chain] = anchor
-    verifications = {v.chain: v for v in AuditVerification.objects.all()}
-    return [{"head": head, "anchor": anchors.get(head.chain),
-             "verification": verifications.get(head.chain)}
-            for head in AuditChainHead.objects.order_by("chain")]
+def chain_overview(*, after: str = "", limit: int = 50) -> tuple[list[dict], str]:
+    """One page of chains: head, last anchor, last verification; and the chain to continue after.
+
+    Keyset pages in chain order (tenant ids), the platform chain first on the
+    first page. Call inside platform_scope().
+    """
+    heads = list(AuditChainHead.objects.exclude(chain=PLATFORM_CHAIN).filter(chain__gt=after)
+                 .order_by("chain")[: limit + 1])
+    more, heads = len(heads) > limit, heads[:limit]
+    if not after:
+        heads = [*AuditChainHead.objects.filter(chain=PLATFORM_CHAIN), *heads]
+    chains = [head.chain for head in heads]
+    anchors = {a.chain: a for a in AuditAnchor.objects.filter(chain__in=chains).order_by("chain", "-seq")
+               .distinct("chain")}
+    verifications = {v.chain: v for v in AuditVerification.objects.filter(chain__in=chains)}
+    rows = [{"head": head, "anchor": anchors.get(head.chain), "verification": verifications.get(head.chain)}
+            for head in heads]
+    return rows, heads[-1].chain if more else ""

@@ -32,3 +32,30 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# Metrics (faceservice/metrics.py): each worker process writes its values to files in
+# PROMETHEUS_MULTIPROC_DIR; the arbiter, which serves no request, sums them on its own
+# port (METRICS_WEB_PORT, default as in faceservice/settings/observability.py), never
+# the API's.
+METRICS_PORT = int(os.environ.get("METRICS_WEB_PORT") or "9100")
+METRICS_ADDRESS = os.environ.get("METRICS_ADDRESS") or "0.0.0.0"  # noqa: S104 - the metrics port only
+
+
+def on_starting(server) -> None:
+    # Before any process imports prometheus_client: the mode is fixed at its import.
+    from faceservice.celery import prepare_metrics_dir
+
+    prepare_metrics_dir("web")
+
+
+def when_ready(server) -> None:
+    from faceservice import metrics
+
+    metrics.serve(METRICS_PORT, METRICS_ADDRESS)
+
+
+def child_exit(server, worker) -> None:
+    # A worker that ended (recycled, killed): its gallery sizes no longer count.
+    from faceservice import metrics
+
+    metrics.process_exited(worker.pid)

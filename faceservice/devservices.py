@@ -273,6 +273,10 @@ class Services:
             # The suite sends many requests from one address in a minute; the
             # throttling tests set their own low rates.
             "RATE_LIMIT_PER_IP": "100000/min", "RATE_LIMIT_PER_KEY": "100000/min",
+            # The web and worker processes tests start serve no metrics port (a test that
+            # checks one names its own): several at once would contend for the same ports.
+            "METRICS_ADDRESS": "127.0.0.1",
+            "METRICS_WEB_PORT": "0", "METRICS_WORKER_PORT": "0", "METRICS_BEAT_PORT": "0",
         })
 
     def _default_model_root(self) -> None:
@@ -364,6 +368,8 @@ def run_service() -> int:
     try:
         env = services.start()
         env.setdefault("DJANGO_SETTINGS_MODULE", "faceservice.settings")
+        # Metrics on this machine only (docs/OPERATIONS.md, "Metrics": ports 9100-9102).
+        env.setdefault("METRICS_ADDRESS", "127.0.0.1")
         write_env_file(run_dir / "env", env)
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "ensure_vector_indexes")

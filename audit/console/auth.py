@@ -2,9 +2,12 @@
 
 A user may use the console when active, holding the `audit.view_console`
 permission (the `auditors` group gives it) and signed in with a confirmed TOTP
-device in this session. Failed attempts are counted per user name in the
-database; CONSOLE_LOCKOUT_THRESHOLD failures lock that name for
-CONSOLE_LOCKOUT_SECONDS, whatever is typed next.
+device in this session. Failed attempts are counted per user name and client
+address in the database; CONSOLE_LOCKOUT_THRESHOLD failures lock that name from
+that address, whatever is typed next, for CONSOLE_LOCKOUT_SECONDS, doubled with
+each lock-out in a row up to CONSOLE_LOCKOUT_MAX_SECONDS. Per address, so that
+someone who knows an auditor's name cannot keep the auditor locked out; guessing
+from many addresses is what the anomaly rules on console sign-ins alert on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_otp import match_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -84,9 +88,10 @@ def sign_in(*, request, username: str, password: str, token: str, client_ip: str
     username = username.strip()[:150]
     now = timezone.now()
     with transaction.atomic():
-        # The row lock serialises attempts on one name, so parallel guesses
-        # cannot overshoot the threshold.
-        throttle, _ = StaffLoginThrottle.objects.select_for_update().get_or_create(username=username)
+        # The row lock serialises attempts on one name from one address, so
+        # parallel guesses cannot overshoot the threshold.
+        throttle, _ = StaffLoginThrottle.objects.select_for_update().get_or_create(
+            username=username, address=client_ip or "")
         if throttle.locked_until and throttle.locked_until > now:
             _audit(username, None, client_ip, "console.login_refused", "refused", {"reason": "locked"})
             return SignIn(error=LOCKED_MESSAGE)
@@ -94,28 +99,55 @@ def sign_in(*, request, username: str, password: str, token: str, client_ip: str
         device = match_token(user, token.strip()) if is_console_user(user) and token.strip() else None
         if device is None:
             return _failed(throttle, user, client_ip, now, password_ok=user is not None)
-        throttle.failures, throttle.locked_until = 0, None
+        throttle.failures, throttle.lockouts, throttle.locked_until = 0, 0, None
         throttle.save()
         _audit(username, user, client_ip, "console.login", "success", {"second_factor": "totp"})
     return SignIn(user=user, device=device)
 
 
+def lockout_seconds(lockouts_before: int) -> int:
+    """The n-th lock-out in a row lasts CONSOLE_LOCKOUT_SECONDS * 2^(n-1), capped."""
+    longest = settings.CONSOLE_LOCKOUT_MAX_SECONDS
+    return min(settings.CONSOLE_LOCKOUT_SECONDS * 2 ** min(lockouts_before, 32), longest)
+
+
 def _failed(throttle: StaffLoginThrottle, user, client_ip: str | None, now: datetime, *,
             password_ok: bool) -> SignIn:
+    if _forgotten(throttle, now):
+        throttle.failures, throttle.lockouts = 0, 0
     throttle.failures += 1
     throttle.last_failure_at = now
     locked = throttle.failures >= settings.CONSOLE_LOCKOUT_THRESHOLD
     if locked:
-        throttle.locked_until = now + timedelta(seconds=settings.CONSOLE_LOCKOUT_SECONDS)
+        seconds = lockout_seconds(throttle.lockouts)
+        throttle.locked_until = now + timedelta(seconds=seconds)
         throttle.failures = 0
+        throttle.lockouts += 1
     throttle.save()
     reason = "second_factor" if password_ok else "credentials"
     _audit(throttle.username, user, client_ip, "console.login_failed", "failure", {"reason": reason})
     if locked:
         _audit(throttle.username, user, client_ip, "console.locked_out", "refused",
-               {"seconds": settings.CONSOLE_LOCKOUT_SECONDS})
+               {"seconds": seconds, "lockouts": throttle.lockouts})
         return SignIn(error=LOCKED_MESSAGE)
     return SignIn(error=GENERIC_FAILURE)
+
+
+def _forgotten(throttle: StaffLoginThrottle, now: datetime) -> bool:
+    # Failures long past (a typo last month) do not count towards today's lock-out or its length.
+    last = throttle.last_failure_at
+    return last is not None and now - last > timedelta(seconds=settings.CONSOLE_LOCKOUT_MAX_SECONDS)
+
+
+def forget_stale_throttles(*, now: datetime) -> int:
+    """Delete counters with no failure for CONSOLE_LOCKOUT_MAX_SECONDS and no running lock-out.
+
+    Guesses from many addresses each leave a row; this keeps the table small.
+    """
+    stale = now - timedelta(seconds=settings.CONSOLE_LOCKOUT_MAX_SECONDS)
+    old = Q(last_failure_at__lt=stale) | Q(last_failure_at__isnull=True)  # the latter: sign-ins, no failure
+    deleted, _ = StaffLoginThrottle.objects.filter(old).exclude(locked_until__gt=now).delete()
+    return deleted
 
 
 def _audit(username: str, user, client_ip: str | None, action: str, outcome: str, details: dict) -> None:

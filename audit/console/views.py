@@ -9,6 +9,7 @@ is refused with 405), except sign-in, sign-out and "verify now".
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -34,6 +35,7 @@ from faceservice.tenancy import platform_scope
 from tenants.models import Tenant
 
 PAGE_SIZE = 50
+CHAIN_ID = re.compile(r"^[0-9a-f-]{36}$")  # a tenant chain, to page after
 SIGNED_IN_AT = "console_signed_in_at"
 CSS_PATH = Path(__file__).resolve().parent.parent / "static" / "audit" / "console.css"
 SECURITY_HEADERS = {
@@ -191,13 +193,17 @@ def event_detail_view(request: HttpRequest, event_id: int) -> HttpResponse:
 @require_GET
 @console_page("chains")
 def chains_view(request: HttpRequest) -> HttpResponse:
-    rows = selectors.chain_overview()
-    names = {str(t.id): t.name for t in Tenant.objects.only("id", "name")}
+    after = request.GET.get("after", "")
+    rows, next_after = selectors.chain_overview(after=after if CHAIN_ID.match(after) else "", limit=PAGE_SIZE)
+    tenant_ids = [row["head"].chain for row in rows if row["head"].chain != PLATFORM_CHAIN]
+    names = {str(t.id): t.name for t in Tenant.objects.filter(id__in=tenant_ids).only("id", "name")}
     for row in rows:
         chain = row["head"].chain
         row["name"] = "Platform (staff, operator)" if chain == PLATFORM_CHAIN else names.get(chain, chain)
     return render(request, "audit/console/chains.html",
-                  {"title": "Chain verification", "section": "chains", "rows": rows})
+                  {"title": "Chain verification", "section": "chains", "rows": rows,
+                   "next_url": f"?{urlencode({'after': next_after})}" if next_after else "",
+                   "is_first_page": not after})
 
 
 @require_POST

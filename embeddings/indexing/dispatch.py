@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from embeddings.indexing.models import IndexJobAsset
-from faceservice import durable
+from faceservice import durable, metrics
 from faceservice.celery import app
 from faceservice.tenancy import platform_scope
 
@@ -106,6 +106,7 @@ def dispatch_tenant(*, tenant_id: UUID | str, now: datetime | None = None) -> li
                                        "jobs": MAX_JOBS_PER_DISPATCH, "now": now})
         queued = [row[0] for row in cursor.fetchall()]
     publish_after_commit(tenant_id, queued)  # in round-robin order
+    metrics.INDEX_DISPATCHED.inc(len(queued))
     return queued
 
 

@@ -1,7 +1,9 @@
 """Why an index asset failed: transient (retry with backoff) or permanent (fail it), with a stable code.
 
 `tests/embeddings/indexing/test_pipeline.py` lists the cases; docs/JOBS.md,
-"Retries", the table.
+"Retries", the table. Every failure of an asset passes through `classify` once
+(pipeline.record_failure), so it is counted here, by code
+(faceservice_index_asset_failures_total).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from embeddings.engine.errors import ModelsUnavailable
+from faceservice import metrics
 from faceservice.errors import Conflict, ImageError, Unprocessable
 from faceservice.outbound.errors import FetchFailed, FetchTimeout
 from tenants.data_keys import NoDataKey
@@ -44,7 +47,13 @@ class HttpStatusError(FetchFailed):
 
 
 def classify(exc: BaseException) -> Failure:
-    """Transient (retry) or permanent (fail the asset), with a stable error code."""
+    """Transient (retry) or permanent (fail the asset), with a stable error code; counted by code."""
+    failure = _classify(exc)
+    metrics.count_index_failure(failure.code, transient=failure.transient)
+    return failure
+
+
+def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, HttpStatusError):
         return Failure(exc.code, exc.public_message, transient=exc.status in TRANSIENT_HTTP)
     if isinstance(exc, ModelsUnavailable):

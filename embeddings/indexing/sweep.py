@@ -6,6 +6,9 @@ sent again; due retries whose message was lost are sent again; expired inline
 images fail their asset; pending assets are dispatched; finished jobs past
 retention are deleted. Safe to run anywhere, any number of times: a duplicate
 message is harmless, as the claim decides.
+
+Each sweep also reads the queue for the metrics (faceservice/metrics.py): the
+unfinished assets by state and the age of the oldest one waiting in the broker.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from embeddings.indexing import inline_images
@@ -24,7 +28,7 @@ from embeddings.indexing.dispatch import dispatch_all, publish_after_commit
 from embeddings.indexing.failures import Failure
 from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.indexing.services import NOT_FINISHED, Asset
-from faceservice import durable
+from faceservice import durable, metrics
 from faceservice.tenancy import platform_scope, tenant_context
 
 logger = logging.getLogger(__name__)
@@ -52,7 +56,26 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
     report.inline_expired = _expire_inline_images(now)
     report.dispatched = dispatch_all()
     report.jobs_purged = purge_finished_jobs(now=now)
+    metrics.INDEX_LEASE_RECOVERIES.inc(report.leases_recovered)
+    metrics.INDEX_RESENT.labels(reason="never_picked_up").inc(report.messages_resent)
+    metrics.INDEX_RESENT.labels(reason="retry_lost").inc(report.retries_resent)
+    measure_queue(now)
     return report
+
+
+def measure_queue(now: datetime) -> None:
+    """The unfinished assets by state and the wait of the oldest queued one, for the queue gauges.
+
+    One aggregate over the unfinished rows (their partial index, `indexjobasset_inflight`): the queue is bounded by
+    INDEX_MAX_INFLIGHT_PER_TENANT per tenant, pending rows by the jobs themselves.
+    """
+    with platform_scope():
+        rows = (IndexJobAsset.objects.filter(state__in=metrics.INDEX_QUEUE_STATES).values("state")
+                .annotate(n=Count("id"), oldest=Min("dispatched_at")))
+        by_state = {row["state"]: row for row in rows}
+    queued = by_state.get(Asset.QUEUED, {}).get("oldest")
+    metrics.set_index_queue({state: row["n"] for state, row in by_state.items()},
+                            oldest_queued_seconds=max((now - queued).total_seconds(), 0.0) if queued else 0.0)
 
 
 def _recover_expired_leases(now: datetime) -> int:
@@ -67,6 +90,7 @@ def _recover_expired_leases(now: datetime) -> int:
             if row.attempts >= settings.INDEX_MAX_ATTEMPTS:
                 finish_failed(row, Failure("worker_lost", f"the worker processing this asset stopped "
                                            f"{row.attempts} times", transient=False), now)
+                metrics.count_index_failure("worker_lost", transient=False)
                 continue
             row.state, row.dispatched_at, row.lease_expires_at = Asset.QUEUED, now, None
             row.save(update_fields=["state", "dispatched_at", "lease_expires_at"])

@@ -25,6 +25,10 @@ does not keep its templates either.
 Templates are not the embeddings: they are protected by the tenant's secret
 rotation (embeddings/store/protection.py) and are what PostgreSQL's own buffers
 hold. Nothing here is written to disk.
+
+Metrics (faceservice/metrics.py): the faces and bytes held, loads and their time
+(inline or beside the searches), evictions (budget or idle) and searches sent to
+pgvector while a gallery loads; traces get a span per load and top-up.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
+from faceservice import metrics, tracing
 from faceservice.tenancy import tenant_context
 
 logger = logging.getLogger(__name__)
@@ -90,7 +95,10 @@ class Gallery:
                dimension: int, state: GalleryState) -> Gallery:
         """All the rows of a collection's model and key version, read after `state` (in the tenant's transaction)."""
         gallery = cls(dimension)
-        gallery.append(_fetch_rows(tenant_id, collection_id, model_id, key_version, above=-1))
+        with tracing.span("gallery.load", dimension=dimension) as span:
+            gallery.append(_fetch_rows(tenant_id, collection_id, model_id, key_version, above=-1))
+            if span is not None:
+                span.set_attribute("gallery.size", gallery.size)
         # The rows read are at least as new as `state`: everything up to it is in.
         gallery.generation = max(gallery.generation, state.generation)
         return gallery
@@ -156,6 +164,8 @@ class GalleryCache:
             idle = [key for key, gallery in self._galleries.items() if gallery.used_at < horizon]
             for key in idle:
                 del self._galleries[key]
+            self._publish_totals()
+        metrics.count_gallery_evictions("idle", len(idle))
         return len(idle)
 
     def _start_janitor(self) -> None:
@@ -189,6 +199,13 @@ class GalleryCache:
     def clear(self) -> None:
         with self._lock:
             self._galleries.clear()
+            self._publish_totals()
+
+    def _publish_totals(self) -> None:
+        """What this process holds now, for the gallery gauges (call holding the lock)."""
+        galleries_held = self._galleries.values()
+        metrics.set_gallery_totals(faces=sum(g.size for g in galleries_held),
+                                   nbytes=sum(g.nbytes for g in galleries_held))
 
     def synced(self, *, tenant_id: UUID | str, collection_id: UUID | str, model_id: str, key_version: int,
                dimension: int,
@@ -215,11 +232,14 @@ class GalleryCache:
                 due = False
             grew = True
             if gallery is None or gallery.dimension != dimension or due:
+                started = time.perf_counter()
                 gallery = self._galleries[key] = Gallery.loaded(tenant_id, collection_id, model_id, key_version,
                                                                 dimension, state)
+                metrics.observe_gallery_load(mode="inline", seconds=time.perf_counter() - started)
             elif state.generation > gallery.generation:
-                gallery.append(_fetch_rows(tenant_id, collection_id, model_id, key_version,
-                                           above=gallery.generation))
+                with tracing.span("gallery.top_up"):
+                    gallery.append(_fetch_rows(tenant_id, collection_id, model_id, key_version,
+                                               above=gallery.generation))
                 # Rows at or below a committed generation are all visible, and
                 # those above it that were just read are held: nothing is missed.
                 gallery.generation = max(gallery.generation, state.generation)
@@ -230,6 +250,7 @@ class GalleryCache:
             self._start_janitor()
             if grew:
                 self._evict(keep=key)
+                self._publish_totals()
             return gallery
 
     def load_in_background(self, *, tenant_id: UUID | str, collection_id: UUID | str, model_id: str,
@@ -238,8 +259,9 @@ class GalleryCache:
 
         For tenants above SEARCH_MEMORY_SYNC_LOAD_FACES: loading 500k faces
         takes seconds, which no search should wait for; pgvector answers
-        until the galleries are in.
+        until the galleries are in. Each call is a search that pgvector answers instead.
         """
+        metrics.count_gallery_fallback("loading")
         with self._lock:
             self._load_beside(tenant_id, collection_id, model_id, dimension, read_state)
 
@@ -253,7 +275,7 @@ class GalleryCache:
 
     def _load(self, tenant_id, collection_id, model_id: str, dimension: int, read_state) -> None:
         try:
-            loaded = {}
+            loaded, started = {}, time.perf_counter()
             with tenant_context(tenant_id):  # this thread's own connection and transaction
                 versions, state = read_state()
                 for version in versions:
@@ -264,6 +286,8 @@ class GalleryCache:
                 for key in loaded:
                     self._galleries.move_to_end(key)
                     self._evict(keep=key)
+                self._publish_totals()
+            metrics.observe_gallery_load(mode="background", seconds=time.perf_counter() - started)
         except Exception:  # the searches go on without it (pgvector, or the gallery they have)
             logger.warning("could not load a search gallery", exc_info=True, extra={"tenant_id": str(tenant_id)})
         finally:
@@ -282,6 +306,7 @@ class GalleryCache:
             if total <= settings.SEARCH_MEMORY_MAX_BYTES:
                 break
             total -= self._galleries.pop(key).nbytes
+            metrics.count_gallery_evictions("budget")
 
 
 def _fetch_rows(tenant_id: UUID | str, collection_id: UUID | str, model_id: str, key_version: int, *,

@@ -1,4 +1,4 @@
-"""Request ids and one safe access-log line per request; no other log line shows a query string."""
+"""Request ids, one safe access-log line, the request's metrics and trace; no other log line shows a query string."""
 
 from __future__ import annotations
 
@@ -7,11 +7,25 @@ import re
 import time
 import uuid
 
+from audit.anomalies.refusals import count_refusal
+from faceservice import metrics, tracing
 from faceservice.request_id import request_id_var
 
 logger = logging.getLogger("faceservice.access")
 # A caller-supplied id is echoed back only when it is short and plain.
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# What a request that matched no URL pattern (static files, the catch-all JSON 404) is
+# counted under: its path could be anything a client sends, so it is never a label.
+UNMATCHED = "unmatched"
+
+
+def route_of(request) -> str:
+    """The URL pattern that answered (`v1/faces/<uuid:face_id>`), never the path with its ids."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if not route or route == r"^.*$":
+        return UNMATCHED
+    return route
 
 
 class RequestIdMiddleware:
@@ -25,11 +39,16 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         try:
-            response = self.get_response(request)
+            with tracing.server_span(request.method, request.headers) as span:
+                response = self.get_response(request)
+                route = route_of(request)
+                tracing.name_request_span(span, method=request.method, route=route, status=response.status_code)
             response["X-Request-ID"] = request_id
             # The time spent in Django (W3C Server-Timing): what a caller's
             # own measurement adds beyond it is HTTP and the network.
             response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+            metrics.observe_request(route=route, method=request.method, status=response.status_code,
+                                    seconds=time.perf_counter() - started)
             self._log(request, response.status_code, started)
             return response
         finally:
@@ -50,6 +69,10 @@ class RequestIdMiddleware:
                 "api_key_id": str(api_key) if api_key else None,
             },
         )
+        if status in (401, 429):
+            # Refusals that write no audit event are counted for the anomaly rules (audit/anomalies/).
+            count_refusal(status=status, client_ip=request.META.get("REMOTE_ADDR"),
+                          api_key_id=str(api_key) if api_key else None)
 
 
 class SafeRequestFilter(logging.Filter):

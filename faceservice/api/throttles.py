@@ -19,6 +19,8 @@ from django.conf import settings
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from faceservice import metrics
+
 # KEYS: the clients' windows; ARGV: now, a unique member, then per window its
 # length (s) and limit. A request is recorded in every window or, if any is
 # full, in none. Returns per window: the oldest request time still in it when
@@ -110,4 +112,5 @@ def allow_all(throttles: list[SlidingWindowThrottle], request, view) -> list[flo
         if oldest:
             throttle._oldest = float(oldest)
             waits.append(throttle.wait())
+            metrics.count_rate_limited(throttle.scope)  # the limit that refused it
     return waits

@@ -27,12 +27,15 @@ then builds the Django settings that are not plain variables (DATABASES, REST_FR
     jobs.py      index jobs and outbound fetches
     webhooks.py  webhook deliveries
     audit.py     audit log, the consoles and their sessions
+    observability.py  the metrics ports (traces: the standard OTEL_* variables)
+    anomalies.py alerts on anomalous access (audit/anomalies) and the console's back-off
     environment.py  the typed reader (parsing rules, naming errors); docs.py  the DEPLOY.md tables
 
 Local defaults are safe for a developer's machine; FACESERVICE_ENV=production turns on
 the production checks, which refuse to start with insecure settings.
 """
 
+from faceservice.settings.anomalies import *  # noqa: F403
 from faceservice.settings.api import *  # noqa: F403
 from faceservice.settings.audit import *  # noqa: F403
 from faceservice.settings.base import *  # noqa: F403
@@ -41,6 +44,7 @@ from faceservice.settings.celery import *  # noqa: F403
 from faceservice.settings.database import *  # noqa: F403
 from faceservice.settings.faces import *  # noqa: F403
 from faceservice.settings.jobs import *  # noqa: F403
+from faceservice.settings.observability import *  # noqa: F403
 from faceservice.settings.search import *  # noqa: F403
 from faceservice.settings.security import *  # noqa: F403
 from faceservice.settings.security import check_production_settings

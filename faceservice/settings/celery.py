@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from faceservice.settings.anomalies import ANOMALY_DETECT_INTERVAL_SECONDS
 from faceservice.settings.database import REDIS_URL
 from faceservice.settings.environment import Variables, export, read, shown
 
@@ -53,6 +54,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.anchor_chain_heads", "schedule": _celery.AUDIT_ANCHOR_INTERVAL_SECONDS},
     "audit-purge-expired-events": {"task": "audit.purge_expired_events", "schedule": 24 * 3600},
     "audit-verify-chains": {"task": "audit.verify_chains", "schedule": 24 * 3600},
+    "audit-detect-anomalies": {"task": "audit.detect_anomalies", "schedule": ANOMALY_DETECT_INTERVAL_SECONDS},
     "index-jobs-sweep": {"task": "embeddings.sweep_index_jobs", "schedule": _celery.INDEX_SWEEP_INTERVAL_SECONDS},
     "faces-purge-expired": {
         "task": "embeddings.purge_expired_faces", "schedule": _celery.FACE_PURGE_INTERVAL_SECONDS},
@@ -61,4 +63,6 @@ CELERY_BEAT_SCHEDULE = {
     "vector-tenant-indexes": {
         "task": "embeddings.maintain_tenant_indexes", "schedule": _celery.TENANT_INDEX_INTERVAL_SECONDS},
     "keys-resume-rotations": {"task": "tenants.resume_key_rotations", "schedule": 15 * 60},
+    # Clustering jobs whose message was lost or whose worker died are sent again.
+    "clustering-jobs-sweep": {"task": "embeddings.sweep_clustering_jobs", "schedule": 5 * 60},
 }

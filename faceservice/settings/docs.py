@@ -14,7 +14,20 @@ import re
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from faceservice.settings import api, audit, base, celery, database, faces, jobs, search, security, webhooks
+from faceservice.settings import (
+    anomalies,
+    api,
+    audit,
+    base,
+    celery,
+    database,
+    faces,
+    jobs,
+    observability,
+    search,
+    security,
+    webhooks,
+)
 from faceservice.settings.environment import Variables
 
 DEPLOY_DOC = base.BASE_DIR / "docs" / "DEPLOY.md"
@@ -25,7 +38,7 @@ GENERATED = re.compile(re.escape(BEGIN) + r"\n.*?" + re.escape(END), re.DOTALL)
 # In the order of docs/DEPLOY.md.
 TABLES: tuple[type[Variables], ...] = (
     base.Core, security.Security, database.Database, celery.Celery, api.Requests, faces.Faces,
-    search.Search, jobs.Jobs, webhooks.Webhooks, audit.Audit,
+    search.Search, jobs.Jobs, webhooks.Webhooks, audit.Audit, anomalies.Anomalies, observability.Observability,
 )
 TYPE_NAMES = {int: "integer", float: "number", bool: "flag", str: "text", list[str]: "list"}
 

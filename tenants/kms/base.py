@@ -1,12 +1,21 @@
-"""The provider interface shared by every KMS back end."""
+"""The provider interface shared by every KMS back end.
+
+Every provider's calls are measured here, once for all back ends: a count, a time
+and the error class per operation (faceservice_kms_* metrics) and a `kms.<operation>`
+span when traces are on. Never a key, a context or a key id.
+"""
 
 from __future__ import annotations
 
 import abc
 import enum
+import functools
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from faceservice import metrics, tracing
 
 from .errors import DecryptionFailed, KmsError
 
@@ -99,6 +108,14 @@ class KmsProvider(abc.ABC):
 
     name: str = "abstract"
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        # Each back end's own implementation of an operation is wrapped once, when it is defined.
+        super().__init_subclass__(**kwargs)
+        for operation in MEASURED_OPERATIONS:
+            method = cls.__dict__.get(operation)
+            if method is not None and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, operation, _measured(operation, method))
+
     @property
     @abc.abstractmethod
     def current_key_id(self) -> str:
@@ -129,3 +146,25 @@ class KmsProvider(abc.ABC):
         """The stable id to store next to a wrapped key (e.g. an alias resolved
         to its key ARN). Identity by default."""
         return master_key_id
+
+
+MEASURED_OPERATIONS = ("generate_data_key", "decrypt_data_key", "rewrap", "describe")
+
+
+def _measured(operation: str, method: Callable) -> Callable:
+    """`method` counted and timed per provider, its failures by error class, inside a span."""
+
+    @functools.wraps(method)
+    def measured(self: KmsProvider, *args, **kwargs):
+        started, error = time.perf_counter(), None
+        try:
+            with tracing.span(f"kms.{operation}", **{"kms.provider": self.name}):
+                return method(self, *args, **kwargs)
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            metrics.observe_kms_call(provider=self.name, operation=operation,
+                                     seconds=time.perf_counter() - started, error=error)
+
+    return measured

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, NoReturn
 
+from faceservice import metrics
 from faceservice.secret_cache import SecretCache
 
 CacheKey = tuple[str, int]
@@ -97,8 +98,15 @@ class DataKeyCache:
 
     def get_or_load(self, tenant_id: Hashable, key_version: int,
                     loader: Callable[[], bytes]) -> bytes:
-        """The cached key, or ``loader()`` (called once per key at a time) cached."""
+        """The cached key, or ``loader()`` (called once per key at a time) cached.
+
+        Each lookup counts as a hit or a miss (faceservice_kms_cache_lookups_total).
+        """
         key = _cache_key(tenant_id, key_version)
+        cached = self._cache.get(key)
+        metrics.count_kms_cache(hit=cached is not None)
+        if cached is not None:
+            return cached
         return self._cache.get_or_load(key, lambda: _checked(loader()))
 
     def invalidate(self, tenant_id: Hashable, key_version: int | None = None) -> None:

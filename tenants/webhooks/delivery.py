@@ -8,6 +8,10 @@ only if it still holds the row. Failures retry with exponential backoff and
 jitter for more than a day (`retry_delays()`); every attempt is logged
 (status, latency, error). An endpoint that keeps failing for long enough is
 disabled automatically.
+
+Metrics (faceservice/metrics.py): attempts by outcome, errors by code, POST time,
+endpoints disabled, and from the sweeper the deliveries due and the longest wait;
+traces get a `webhook.post` span per attempt.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from uuid import UUID
 import httpx
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.services import Actor, record_event
-from faceservice import durable
+from faceservice import durable, metrics, tracing
 from faceservice.errors import ImageError
 from faceservice.outbound.http import Timeouts, safe_request
 from faceservice.tenancy import platform_scope, tenant_context
@@ -135,10 +139,13 @@ def send(plan: AttemptPlan) -> AttemptResult:
                        total=settings.WEBHOOK_TOTAL_TIMEOUT_SECONDS)
     started = time.perf_counter()
     try:
-        response = safe_request("POST", plan.url, body=plan.body, headers=headers, timeout=timeout,
-                                max_bytes=settings.WEBHOOK_MAX_RESPONSE_BYTES,
-                                allowed_networks=settings.FETCH_ALLOWED_NETWORKS, follow_redirects=False,
-                                ssl_context=tls_context())
+        with tracing.span("webhook.post", attempt=plan.number) as span:
+            response = safe_request("POST", plan.url, body=plan.body, headers=headers, timeout=timeout,
+                                    max_bytes=settings.WEBHOOK_MAX_RESPONSE_BYTES,
+                                    allowed_networks=settings.FETCH_ALLOWED_NETWORKS, follow_redirects=False,
+                                    ssl_context=tls_context())
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status_code)
     except ImageError as exc:
         return AttemptResult(None, _ms(started), ERROR_CODES.get(exc.code, exc.code), exc.message[:300])
     except Exception:  # our bug, not the endpoint's: log it, count it as a failed attempt
@@ -170,6 +177,7 @@ def _finish_attempt(tenant_id: UUID | str, plan: AttemptPlan, result: AttemptRes
                     .filter(durable.held(working=DELIVERING, token=plan.number),
                             tenant_id=tenant_id, id=plan.delivery_id).first())
         if delivery is None:
+            metrics.observe_webhook_attempt(outcome="stale", error=result.error, seconds=result.latency_ms / 1000)
             return "stale"  # our lease was taken over; the newer attempt decides
         delivery.last_status_code, delivery.last_error = result.status_code, result.error
         if result.succeeded:
@@ -180,6 +188,7 @@ def _finish_attempt(tenant_id: UUID | str, plan: AttemptPlan, result: AttemptRes
             outcome = "retrying" if retry_in is not None else "failed"
     if retry_in is not None and retry_in <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
         webhooks.enqueue(tenant_id, plan.delivery_id, countdown=retry_in)  # longer waits: the sweeper
+    metrics.observe_webhook_attempt(outcome=outcome, error=result.error, seconds=result.latency_ms / 1000)
     logger.info("webhook attempt", extra={"delivery_id": str(plan.delivery_id), "attempt": plan.number,
                                           "status": result.status_code, "error": result.error,
                                           "latency_ms": result.latency_ms, "outcome": outcome})
@@ -228,6 +237,7 @@ def _should_disable(endpoint: WebhookEndpoint, now: datetime) -> bool:
 
 
 def _auto_disable(endpoint: WebhookEndpoint, now: datetime) -> None:
+    metrics.WEBHOOK_DISABLED.inc()
     webhooks.set_enabled(endpoint, False, reason=WebhookEndpoint.DisabledReason.FAILING)
     endpoint.save(update_fields=["enabled", "disabled_reason", "disabled_at", "updated_at"])
     dropped = (WebhookDelivery.objects.filter(endpoint=endpoint, state=WebhookDelivery.State.PENDING)
@@ -258,6 +268,16 @@ def sweep_deliveries(*, now: datetime | None = None, limit: int = 1000) -> int:
                    .order_by("next_attempt_at").values_list("id", "tenant_id")[:limit])
         WebhookDelivery.objects.filter(id__in=[d for d, _ in due]).update(
             lease_expires_at=now + timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS))
+        _measure_backlog(now)
     for delivery_id, tenant_id in due:
         transaction.on_commit(lambda d=delivery_id, t=tenant_id: webhooks.enqueue(t, d), robust=True)
     return len(due)
+
+
+def _measure_backlog(now: datetime) -> None:
+    """Deliveries due (pending, their time come) and how long the oldest has waited: the backlog gauges."""
+    backlog = WebhookDelivery.objects.filter(state=PENDING, next_attempt_at__lte=now).aggregate(
+        due=Count("id"), oldest=Min("next_attempt_at"))
+    oldest = backlog["oldest"]
+    metrics.set_webhook_backlog(due=backlog["due"],
+                                oldest_due_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)

@@ -202,3 +202,58 @@ def test_create_staff_auditor_command_prints_a_provisioning_uri(db):
     assert "█" in text or "▀" in text  # the QR code, drawn with block characters
     user = get_user_model().objects.get(username=name)
     assert user.has_perm("audit.view_console") and not user.is_staff and not user.is_superuser
+
+
+def test_a_lockout_holds_for_one_address_only_and_grows_with_each(db, client, make_auditor, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.models import StaffLoginThrottle
+
+    settings.CONSOLE_LOCKOUT_THRESHOLD, settings.CONSOLE_LOCKOUT_SECONDS = 2, 60
+    user, device, password = make_auditor()
+
+    def attempt(code, ip):
+        return client.post(LOGIN, {"username": user.username, "password": password, "otp_token": code},
+                           REMOTE_ADDR=ip)
+
+    for _ in range(2):
+        attempt("000000", "192.0.2.66")
+    assert b"locked" in attempt(totp_now(device), "192.0.2.66").content  # locked from the guesser's address
+    device.refresh_from_db()
+    device.throttle_reset()  # django-otp's own back-off after the wrong codes (per device, seconds)
+    assert attempt(totp_now(device), "192.0.2.10").status_code == 302  # not from the auditor's own
+    throttle = StaffLoginThrottle.objects.get(username=user.username, address="192.0.2.66")
+    first = throttle.locked_until - throttle.last_failure_at
+    assert first == timedelta(seconds=60) and throttle.lockouts == 1
+    StaffLoginThrottle.objects.filter(pk=throttle.pk).update(locked_until=timezone.now())  # let it run out
+    for _ in range(2):
+        device.refresh_from_db()
+        device.throttle_reset()  # django-otp's own back-off after a wrong code
+        attempt("000000", "192.0.2.66")
+    throttle.refresh_from_db()
+    assert throttle.locked_until - throttle.last_failure_at == 2 * first and throttle.lockouts == 2
+    locked = platform_events(user, "console.locked_out")
+    assert [e.details for e in locked] == [{"seconds": 60, "lockouts": 1}, {"seconds": 120, "lockouts": 2}]
+    assert {e.client_ip for e in locked} == {"192.0.2.66"}
+
+
+def test_the_chains_page_is_paged(signed_in, make_tenant, monkeypatch):
+    from audit.console import views
+
+    client, _ = signed_in
+    tenants = [make_tenant() for _ in range(3)]
+    for tenant in tenants:
+        with tenant_context(tenant.id):
+            record_event(tenant_id=tenant.id, actor=Actor.system("tests"), action="search")
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    seen, url, pages = [], "/console/chains", 0
+    while url and pages < 100:
+        page = client.get(url).content.decode()
+        seen += [t.name for t in tenants if t.name in page]
+        assert ("Platform (staff, operator)" in page) == (pages == 0)  # first on the first page only
+        found = [part.split('"')[0] for part in page.split('href="?after=')[1:]]
+        url = f"/console/chains?after={found[0]}" if found else ""
+        pages += 1
+    assert sorted(seen) == sorted(t.name for t in tenants) and pages >= 2
