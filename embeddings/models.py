@@ -5,7 +5,9 @@ them so that Django registers them under the `embeddings` app label (the
 migrations and table names stay as they were).
 """
 
+from embeddings.clustering.models import Cluster, ClusterFace, ClusteringJob
 from embeddings.indexing.models import IndexJob, IndexJobAsset, InlineImage
 from embeddings.store.models import Asset, Collection, DeletionRequest, Face, GalleryState
 
-__all__ = ["Asset", "Collection", "DeletionRequest", "Face", "GalleryState", "IndexJob", "IndexJobAsset", "InlineImage"]
+__all__ = ["Asset", "Cluster", "ClusterFace", "ClusteringJob", "Collection", "DeletionRequest", "Face",
+           "GalleryState", "IndexJob", "IndexJobAsset", "InlineImage"]

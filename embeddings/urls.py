@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("embeddings.indexing.urls")),
     path("", include("embeddings.collections.urls")),
     path("", include("embeddings.subjects.urls")),
+    path("", include("embeddings.clustering.urls")),
 ]

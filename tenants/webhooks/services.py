@@ -35,8 +35,9 @@ JOB_SUCCEEDED = "job.succeeded"
 JOB_FAILED = "job.failed"  # any asset failed (the job is failed or partially_failed)
 JOB_CANCELLED = "job.cancelled"
 FACES_DELETED = "faces.deleted"
+CLUSTERING_FINISHED = "clustering.finished"
 TEST_EVENT = "webhook.test"  # sent on request to one endpoint, whatever it subscribed to
-EVENT_TYPES = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, FACES_DELETED)
+EVENT_TYPES = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, FACES_DELETED, CLUSTERING_FINISHED)
 
 DELIVER_TASK = "tenants.deliver_webhook"
 
