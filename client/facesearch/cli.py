@@ -81,7 +81,9 @@ def parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="search your faces with a photo")
     search.add_argument("photo", type=Path, metavar="PHOTO")
     search.add_argument("--top-k", type=int)
-    search.add_argument("--threshold", type=float)
+    search.add_argument("--threshold", type=float, help="a fixed threshold (instead of --target-fpir)")
+    search.add_argument("--target-fpir", type=float, help="target false-positive identification rate")
+    search.add_argument("--quality-filter", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"])
     search.add_argument("--largest", action="store_true", help="search with the largest face only")
     search.add_argument("--group-by-subject", action="store_true", help="the best face per subject only")
     search.add_argument("--subject", action="append", dest="subject_ids", metavar="ID", help="only these subjects")
@@ -90,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="compare photo A with one or more photos B")
     compare.add_argument("target", type=Path, metavar="A")
     compare.add_argument("references", type=Path, nargs="+", metavar="B")
-    compare.add_argument("--threshold", type=float)
+    compare.add_argument("--threshold", type=float, help="a fixed threshold (instead of --max-false-match-rate)")
+    compare.add_argument("--max-false-match-rate", type=float, help="decide at this false-match rate")
     compare.set_defaults(run=run_compare)
 
     faces = commands.add_parser("faces", help="face metadata").add_subparsers(dest="faces", required=True)
@@ -152,13 +155,15 @@ def run_index(client: Client, args: argparse.Namespace) -> int:
 
 
 def run_search(client: Client, args: argparse.Namespace) -> None:
-    _print(client.search(args.photo, top_k=args.top_k, threshold=args.threshold, subject_ids=args.subject_ids,
+    _print(client.search(args.photo, top_k=args.top_k, threshold=args.threshold, target_fpir=args.target_fpir,
+                         quality_filter=args.quality_filter, subject_ids=args.subject_ids,
                          faces="largest" if args.largest else "all",
                          group_by="subject" if args.group_by_subject else None))
 
 
 def run_compare(client: Client, args: argparse.Namespace) -> None:
-    _print(client.compare(args.target, args.references, threshold=args.threshold))
+    _print(client.compare(args.target, args.references, threshold=args.threshold,
+                          max_false_match_rate=args.max_false_match_rate))
 
 
 def run_faces_list(client: Client, args: argparse.Namespace) -> None:

@@ -29,6 +29,7 @@ from facesearch.types import (
     ImageSource,
     Job,
     JobAsset,
+    QualityFilter,
     Receipt,
     Role,
     SearchResult,
@@ -92,28 +93,39 @@ class Client:
 
     def search(self, image: Image | None = None, *, face_id: str | None = None,
                faces: Literal["all", "largest"] = "all", max_faces: int | None = None, top_k: int | None = None,
-               threshold: float | None = None, subject_ids: Iterable[str] | None = None,
+               threshold: float | None = None, target_fpir: float | None = None,
+               quality_filter: QualityFilter | None = None, subject_ids: Iterable[str] | None = None,
                asset_ids: Iterable[str] | None = None, group_by: Literal["subject"] | None = None) -> SearchResult:
-        """Search your faces (1:N) with a photo, or with the id of a face you indexed."""
+        """Search your faces (1:N) with a photo, or with the id of a face you indexed.
+
+        The threshold follows from `target_fpir` (the server's default: 1 %) and the gallery size, or is a
+        fixed `threshold` (not both). `quality_filter` leaves out query faces below a quality bar.
+        """
         if (image is None) == (face_id is None):
             raise ValueError("give exactly one of image or face_id")
+        if threshold is not None and target_fpir is not None:
+            raise ValueError("give threshold or target_fpir, not both")
         fields = _fields(face_id=face_id, faces=faces, max_faces=max_faces, top_k=top_k, threshold=threshold,
-                         subject_ids=_list(subject_ids), asset_ids=_list(asset_ids), group_by=group_by)
+                         target_fpir=target_fpir, quality_filter=quality_filter, subject_ids=_list(subject_ids),
+                         asset_ids=_list(asset_ids), group_by=group_by)
         if image is None or _is_source(image):
             body = {**fields, **({"image": image} if image is not None else {})}
             return self._post("/v1/search", json=body, repeatable=True)
         return self._post("/v1/search", data=fields, files=[("image", _file(image, "image"))], repeatable=True)
 
     def compare(self, target: Image, references: Mapping[str, Image] | Iterable[Image], *,
-                threshold: float | None = None) -> CompareResult:
+                threshold: float | None = None, max_false_match_rate: float | None = None) -> CompareResult:
         """The largest face of `target` against the largest face of each of 1-10 references.
 
-        `references` maps names to images, or lists images (named by their file names).
-        Stores nothing and reads nothing stored.
+        `references` maps names to images, or lists images (named by their file names). A match is decided
+        at `max_false_match_rate` (from the model's calibration) or a fixed `threshold` (not both); by
+        default the server's FACE_MATCH_THRESHOLD. Stores nothing and reads nothing stored.
         """
+        if threshold is not None and max_false_match_rate is not None:
+            raise ValueError("give threshold or max_false_match_rate, not both")
         named = (list(references.items()) if isinstance(references, Mapping)
                  else [(_name_of(image, f"reference-{i + 1}"), image) for i, image in enumerate(references)])
-        fields = _fields(threshold=threshold)
+        fields = _fields(threshold=threshold, max_false_match_rate=max_false_match_rate)
         if _is_source(target) or any(_is_source(image) for _, image in named):
             body = {**fields, "target": _as_source(target),
                     "references": [{"name": name, "image": _as_source(image)} for name, image in named]}

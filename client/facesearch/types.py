@@ -11,6 +11,7 @@ from typing import Any, Literal, TypedDict
 JobState = Literal["queued", "running", "succeeded", "partially_failed", "failed", "cancelled"]
 TERMINAL_JOB_STATES: frozenset[str] = frozenset({"succeeded", "partially_failed", "failed", "cancelled"})
 Role = Literal["admin", "indexer", "searcher", "comparer", "auditor"]
+QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
 
 
 class S3Location(TypedDict):
@@ -31,17 +32,36 @@ class Match(TypedDict):
     asset_id: str
     subject_id: str | None
     similarity: float
+    false_match_rate: float | None  # the model calibration's estimate at this similarity
+
+
+class FaceQuality(TypedDict):
+    sharpness: float
+    brightness: float
+
+
+class Pose(TypedDict):
+    yaw: float
+    pitch: float
+    roll: float
 
 
 class SearchedFace(TypedDict):
     bbox: list[float] | None
     det_score: float | None
+    quality: FaceQuality | None
+    pose: Pose | None
     matches: list[Match]
 
 
 class SearchResult(TypedDict, total=False):
     model_id: str
+    collection: str
     threshold: float
+    threshold_source: Literal["target_fpir", "fixed", "default, no calibration"]
+    target_fpir: float | None
+    gallery_size: int | None
+    quality_filter: QualityFilter
     faces: list[SearchedFace]
     left_out: list[dict[str, Any]]
     timings_ms: dict[str, float]
@@ -50,6 +70,7 @@ class SearchResult(TypedDict, total=False):
 class Comparison(TypedDict):
     name: str
     similarity: float | None
+    false_match_rate: float | None
     match: bool
     faces_found: int
     error: str | None
@@ -58,6 +79,8 @@ class Comparison(TypedDict):
 class CompareResult(TypedDict):
     model_id: str
     threshold: float
+    threshold_source: Literal["max_false_match_rate", "fixed", "default"]
+    max_false_match_rate: float | None
     target_faces_found: int
     comparisons: list[Comparison]
 

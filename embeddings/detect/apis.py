@@ -8,26 +8,10 @@ from rest_framework.response import Response
 
 from embeddings.api import IMAGE_ERRORS, ImageSourceInput, image_from, plain_data
 from embeddings.detect import services
-from embeddings.engine import QUALITY_FILTERS
+from embeddings.store.quality_fields import LEFT_OUT_REASONS_HELP, pose_output, quality_filter_field, quality_output
 from faceservice.api.fields import InputSerializer
 from faceservice.api.views import TenantAPIView
 from faceservice.errors import InvalidRequest
-
-QUALITY_FILTER_HELP = ("Leave out faces below a quality bar: NONE (default), LOW, MEDIUM, HIGH, or AUTO (the "
-                       "level measured to help recognition most). Left-out faces come back in `left_out` with "
-                       "their reason (low_score, too_small, extreme_pose, low_sharpness, low_brightness, "
-                       "over_max_faces)")
-
-
-class QualityOutput(serializers.Serializer):
-    sharpness = serializers.FloatField(help_text="0 (blurred) .. 1 (sharp), as the recognizer sees the face")
-    brightness = serializers.FloatField(help_text="0 (black) .. 1 (white), mean of the face region")
-
-
-class PoseOutput(serializers.Serializer):
-    yaw = serializers.FloatField(help_text="degrees, > 0 turned towards the image's right (rough: ±25 %)")
-    pitch = serializers.FloatField(help_text="degrees, > 0 looking up (rough, per-person offset up to ~10°)")
-    roll = serializers.FloatField(help_text="degrees, > 0 tilted clockwise (accurate to a degree or two)")
 
 
 class DetectedFaceOutput(serializers.Serializer):
@@ -36,12 +20,12 @@ class DetectedFaceOutput(serializers.Serializer):
                                       help_text="[x, y] of the eyes, the nose tip and the mouth corners")
     det_score = serializers.FloatField()
     size = serializers.FloatField(help_text="the box's shorter side, pixels")
-    quality = QualityOutput()
-    pose = PoseOutput()
+    quality = quality_output()
+    pose = pose_output()
 
 
 class LeftOutFaceOutput(DetectedFaceOutput):
-    reason = serializers.CharField()
+    reason = serializers.CharField(help_text=LEFT_OUT_REASONS_HELP)
 
 
 class DetectOutput(serializers.Serializer):
@@ -73,8 +57,7 @@ class DetectApi(TenantAPIView):
         max_faces = serializers.IntegerField(min_value=1, max_value=100, default=100)
         min_face_size = serializers.FloatField(min_value=0, max_value=10_000, default=0,
                                                help_text="pixels, the box's shorter side")
-        quality_filter = serializers.ChoiceField(choices=QUALITY_FILTERS, default="NONE",
-                                                 help_text=QUALITY_FILTER_HELP)
+        quality_filter = quality_filter_field(default="NONE", what="faces")
 
     class DetectUpload(serializers.Serializer):
         """The multipart form: the photo as a file, the options as form fields."""
@@ -82,7 +65,7 @@ class DetectApi(TenantAPIView):
         image = serializers.FileField(help_text="The photo (JPEG, PNG or WebP)")
         max_faces = serializers.IntegerField(min_value=1, max_value=100, default=100)
         min_face_size = serializers.FloatField(min_value=0, max_value=10_000, default=0)
-        quality_filter = serializers.ChoiceField(choices=QUALITY_FILTERS, default="NONE")
+        quality_filter = quality_filter_field(default="NONE", what="faces")
 
     @extend_schema(request={"application/json": DetectInput, "multipart/form-data": DetectUpload},
                    responses={200: DetectOutput, **IMAGE_ERRORS},

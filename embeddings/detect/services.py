@@ -16,6 +16,7 @@ from embeddings.engine.engine import DetectedFace, LeftOutFace
 from embeddings.face_engine import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
 from embeddings.store import rounding
+from embeddings.store.face_quality import shown_quality
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,9 @@ def detect_faces(*, tenant_id: UUID, source: ImageSource, query: DetectQuery, ac
 
 def face_dict(face: DetectedFace | LeftOutFace) -> dict:
     """One face as the API shows it: box, landmarks, score, size, quality and pose."""
-    quality = face.quality
     shown = {"bbox": rounding.box(face.bbox),
              "landmarks": [rounding.box(point) for point in face.landmarks],
              "det_score": rounding.score(face.det_score), "size": round(float(face.size), rounding.BOX_DECIMALS)}
-    if quality is not None:
-        shown["quality"] = {"sharpness": rounding.score(quality.sharpness),
-                            "brightness": rounding.score(quality.brightness)}
-        shown["pose"] = {"yaw": round(quality.yaw, 1), "pitch": round(quality.pitch, 1),
-                         "roll": round(quality.roll, 1)}
+    if face.quality is not None:
+        shown.update(shown_quality(face.quality))
     return shown

@@ -31,6 +31,7 @@ from embeddings.indexing import selectors as job_selectors
 from embeddings.indexing import services as job_services
 from embeddings.indexing.models import IndexJob, IndexJobAsset
 from embeddings.store.fields import collection_field
+from embeddings.store.quality_fields import LEFT_OUT_REASONS_HELP, pose_output, quality_filter_field, quality_output
 from faceservice.api.fields import InputSerializer
 from faceservice.api.pagination import NewestFirstCursorPagination, PositionCursorPagination, paginate
 from faceservice.api.queries import query_params
@@ -109,13 +110,17 @@ class FaceResultOutput(serializers.Serializer):
     face_id = serializers.UUIDField()
     bbox = serializers.ListField(child=serializers.FloatField())
     det_score = serializers.FloatField()
+    quality = quality_output(allow_null=True, required=False)
+    pose = pose_output(allow_null=True, required=False)
 
 
 class LeftOutOutput(serializers.Serializer):
     bbox = serializers.ListField(child=serializers.FloatField())
     det_score = serializers.FloatField()
     size = serializers.FloatField()
-    reason = serializers.CharField(help_text="too_small, low_score, over_max_faces or not_largest_face")
+    reason = serializers.CharField(help_text=LEFT_OUT_REASONS_HELP)
+    quality = quality_output(allow_null=True, required=False)
+    pose = pose_output(allow_null=True, required=False)
 
 
 class AssetErrorOutput(serializers.Serializer):
@@ -167,6 +172,7 @@ class OptionsInput(InputSerializer):
         help_text="For assets with a subject_id: `largest` (default) labels only the photo's largest face "
                   "with the subject and leaves the others out (reason `not_largest_face`); `all` labels "
                   "every face. Assets without a subject_id always keep every face.")
+    quality_filter = quality_filter_field(default="AUTO", what="faces (they are not indexed)")
 
 
 class AssetInput(InputSerializer):

@@ -14,6 +14,7 @@ are refilled after the commit (dispatch.py).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,13 +34,26 @@ from embeddings.indexing.failures import Failure
 from embeddings.indexing.models import IndexJob, IndexJobAsset
 from embeddings.indexing.services import Asset, Job, job_summary, redacted_source
 from embeddings.store import rounding
+from embeddings.store.face_quality import shown_quality
 from embeddings.store.services import write_asset_faces
-from faceservice import durable
+from faceservice import durable, metrics
 from tenants.webhooks import services as webhooks
 
 WORKER_ACTOR = Actor.system("index-worker")
 
 
+def counted(finish_claims):
+    """Count the outcomes a completion function returns (`succeeded`, `failed`, `retrying`, `stale`)."""
+    @functools.wraps(finish_claims)
+    def run(*args, **kwargs):
+        result = finish_claims(*args, **kwargs)
+        for outcome in (result.values() if isinstance(result, dict) else [result]):
+            metrics.count_index_assets(outcome)
+        return result
+    return run
+
+
+@counted
 def complete_asset(*, claim: Claim, faces: Sequence[Any], left_out: Sequence[Any], model_id: str,
                    timings: dict[str, float], refill: bool = True) -> str:
     """Write the asset's faces and mark it succeeded, in one transaction. 'stale' if we lost it."""
@@ -64,10 +78,12 @@ def _store(row: HeldRow, claim: Claim, faces: Sequence[Any], left_out: Sequence[
         submitted_at=claim.submitted_at, actor=WORKER_ACTOR, subject_id=row.subject_id,
         job_id=row.job_id, expires_at=claim.faces_expire_at, collection_id=claim.collection_id)
     results = [] if indexed.superseded else [
-        {"face_id": str(face_id), "bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score)}
+        {"face_id": str(face_id), "bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score),
+         **shown_quality(getattr(face, "quality", None))}
         for face_id, face in zip(indexed.face_ids, faces, strict=True)]
     left = [{"bbox": rounding.box(f.bbox), "det_score": rounding.score(f.det_score),
-             "size": round(float(f.size), 1), "reason": f.reason} for f in left_out]
+             "size": round(float(f.size), 1), "reason": f.reason, **shown_quality(getattr(f, "quality", None))}
+            for f in left_out]
     finish(row, Asset.SUCCEEDED, now, faces=results, left_out=left, superseded=indexed.superseded,
            error_code="", error_message="",
            timings={**timings, "store_ms": _ms_since(started), "queue_ms": round(claim.queued_ms, 1),
@@ -86,6 +102,7 @@ class Finished:
     timings: dict[str, float]
 
 
+@counted
 def complete_assets(*, finished: Sequence[Finished], refill: bool = True) -> dict[str, str]:
     """complete_asset for several assets of one tenant in ONE transaction (a micro-batch).
 
@@ -122,6 +139,7 @@ def complete_assets(*, finished: Sequence[Finished], refill: bool = True) -> dic
     return outcomes
 
 
+@counted
 def fail_asset(*, claim: Claim, failure: Failure, refill: bool = True) -> str:
     """Fail the asset for good (a permanent error, or retries exhausted)."""
     now = timezone.now()
@@ -135,6 +153,7 @@ def fail_asset(*, claim: Claim, failure: Failure, refill: bool = True) -> str:
     return "failed"
 
 
+@counted
 def retry_asset(*, claim: Claim, failure: Failure, refill: bool = True) -> str:
     """Schedule another attempt after a transient failure (backoff + jitter), or fail when out of attempts."""
     if claim.attempt >= settings.INDEX_MAX_ATTEMPTS:

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from audit.services import Actor, record_event
 from embeddings.engine import AnalyzeOptions, ModelsUnavailable
+from embeddings.engine.quality import AUTO, NONE
 from embeddings.face_engine import current_model_id, model_status
 from embeddings.image_sources import ImageSource
 from embeddings.indexing import inline_images
@@ -77,22 +78,28 @@ class JobOptions:
     # others are left out as not_largest_face (labelling bystanders as the subject cost
     # 0.7 points of rank-1 on LFW, issue #14); "all": every face gets the subject id.
     subject_faces: str = SUBJECT_FACES_LARGEST
+    # AUTO (= LOW, embeddings/engine/quality.py): a face no recognizer can use only adds
+    # look-alike chances to every later search, so it is left out unless asked otherwise.
+    quality_filter: str = AUTO
 
     def as_dict(self) -> dict[str, Any]:
         return {"max_faces": self.max_faces, "min_face_size": self.min_face_size,
-                "min_det_score": self.min_det_score, "subject_faces": self.subject_faces}
+                "min_det_score": self.min_det_score, "subject_faces": self.subject_faces,
+                "quality_filter": self.quality_filter}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> JobOptions:
-        names = ("max_faces", "min_face_size", "min_det_score", "subject_faces")
-        return cls(**{k: v for k, v in values.items() if k in names})
+        names = ("max_faces", "min_face_size", "min_det_score", "subject_faces", "quality_filter")
+        # A job stored before quality_filter existed was submitted without a filter: it keeps that.
+        return cls(**{"quality_filter": NONE, **{k: v for k, v in values.items() if k in names}})
 
     def analyze_options(self, subject_id: str | None = None) -> AnalyzeOptions:
         """What the engine keeps of an asset's photo; `subject_id` is the asset's."""
         return AnalyzeOptions(max_faces=self.max_faces, min_face_size=float(self.min_face_size),
                               min_det_score=float(self.min_det_score),
                               low_score_floor=min(0.3, float(self.min_det_score)),
-                              largest_only=subject_id is not None and self.subject_faces == SUBJECT_FACES_LARGEST)
+                              largest_only=subject_id is not None and self.subject_faces == SUBJECT_FACES_LARGEST,
+                              quality_filter=self.quality_filter)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from embeddings.search.gallery import GalleryState, bytes_per_face, galleries
 from embeddings.store.collections import collection_id_of
 from embeddings.store.protection import decrypt_embeddings, project, projection_matrix
 from embeddings.store.vector_index import _check, collection_predicate, has_collection_index, vector_expression
+from faceservice import metrics
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
 from tenants.models import TenantKey
@@ -46,6 +47,7 @@ class SearchTimings:
     candidates: int = 0
     strategy: str = ""
     extra: dict = field(default_factory=dict)
+    generation: int | None = None  # the tenant's gallery generation, when the search read it
 
 
 def faces_of_model(*, tenant_id: UUID | str, collection_id: UUID | str, model_id: str, up_to: int) -> int:
@@ -68,6 +70,86 @@ def faces_of_model(*, tenant_id: UUID | str, collection_id: UUID | str, model_id
         count = cursor.fetchone()[0]
     cache.set(key, (up_to, count), timeout=60)
     return count
+
+
+# Gallery sizes (the N of a calibrated threshold) are reused while the tenant's
+# faces have not changed (its gallery generation: embeddings/store/generations.py).
+# Once they have, a small count (up to RECOUNT_BELOW rows, about a millisecond)
+# is made again at once, so a collection filled a moment ago gets its new
+# threshold on the next search; a larger one after COUNT_TTL_SECONDS: the
+# threshold follows log N (doubling N moves the test pack's by ~0.02), and a
+# collection of 10k+ faces does not double in a minute.
+RECOUNT_BELOW = 10_000
+COUNT_TTL_SECONDS = 60
+
+
+def gallery_size(*, tenant_id: UUID | str, collection_id: UUID | str, model_id: str,
+                 subject_ids: Sequence[str] | None = None, asset_ids: Sequence[str] | None = None,
+                 generation: int | None = None) -> int:
+    """How many faces a search looks through: the N of its calibrated threshold.
+
+    The collection's faces of the model (cached, see RECOUNT_BELOW), or, with
+    subject_ids / asset_ids, the faces they select (counted each time: at most
+    1,000 ids, read from the subject or asset index). Counted up to
+    SEARCH_GALLERY_COUNT_MAX. `generation`: the tenant's gallery generation if
+    the caller read it already (SearchTimings.generation). Call inside the tenant's scope.
+    """
+    filters, params = [], []
+    if subject_ids:
+        filters.append("subject_id = ANY(%s)")
+        params.append(list(subject_ids))
+    if asset_ids:
+        filters.append("asset_id = ANY(%s)")
+        params.append(list(asset_ids))
+    where = "".join(f" AND {f}" for f in filters)
+    sql = ("SELECT count(*) FROM (SELECT 1 FROM embeddings_face WHERE tenant_id = %s "  # noqa: S608
+           f"AND collection_id = %s AND model_id = %s{where} LIMIT %s) AS counted")
+    values = [str(tenant_id), str(collection_id), model_id, *params, settings.SEARCH_GALLERY_COUNT_MAX]
+    if filters:
+        return _count(sql, values)
+    return _counted(f"gallery-size:{tenant_id}:{collection_id}:{model_id}", tenant_id, sql, values, generation)
+
+
+def subject_count(*, tenant_id: UUID | str, collection_id: UUID | str, model_id: str,
+                  generation: int | None = None) -> int:
+    """How many subjects (persons) of the model the collection has: the N of a person search.
+
+    Cached like gallery_size; counted up to SEARCH_GALLERY_COUNT_MAX distinct
+    subjects (an index scan of the collection's subject ids). Call inside the tenant's scope.
+    """
+    sql = ("SELECT count(*) FROM (SELECT DISTINCT subject_id FROM embeddings_face WHERE tenant_id = %s "
+           "AND collection_id = %s AND model_id = %s AND subject_id IS NOT NULL LIMIT %s) AS counted")
+    values = [str(tenant_id), str(collection_id), model_id, settings.SEARCH_GALLERY_COUNT_MAX]
+    return _counted(f"subject-count:{tenant_id}:{collection_id}:{model_id}", tenant_id, sql, values, generation)
+
+
+def _counted(key: str, tenant_id: UUID | str, sql: str, values: list, generation: int | None) -> int:
+    """A count from the cache while still good (see RECOUNT_BELOW), else counted again."""
+    cached = cache.get(key)
+    if isinstance(cached, tuple) and len(cached) == 3:
+        counted_at, count, at = cached
+        if count > RECOUNT_BELOW and time.time() - at < COUNT_TTL_SECONDS:
+            return count
+        generation = _generation(tenant_id) if generation is None else generation
+        if counted_at == generation:
+            return count
+    generation = _generation(tenant_id) if generation is None else generation
+    count = _count(sql, values)
+    cache.set(key, (generation, count, time.time()), timeout=3600)
+    return count
+
+
+def _count(sql: str, values: list) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.fetchone()[0]
+
+
+def _generation(tenant_id: UUID | str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generation FROM embeddings_gallerystate WHERE tenant_id = %s", [str(tenant_id)])
+        row = cursor.fetchone()
+    return row[0] if row else 0
 
 
 # A face past its expiry is never an answer, whenever the retention purge runs.
@@ -152,12 +234,14 @@ def _fits_in_memory(tenant_id, collection_id, model_id: str, dimension: int) -> 
     """Whether this collection's faces of the model are searched from an in-memory gallery."""
     budget = settings.SEARCH_MEMORY_MAX_BYTES
     if budget <= 0:
+        metrics.count_gallery_fallback("disabled")
         return False
     if galleries.holds(tenant_id, collection_id, model_id):
         return True
     most = budget // bytes_per_face(dimension)
     faces = faces_of_model(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id, up_to=most + 1)
     if faces > most:
+        metrics.count_gallery_fallback("too_large")
         return False
     if faces > settings.SEARCH_MEMORY_SYNC_LOAD_FACES:
         galleries.load_in_background(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
@@ -212,6 +296,9 @@ def search_faces_many(*, tenant_id: UUID | str, embeddings: Sequence[np.ndarray]
         ef_search = None if exact else max(
             settings.HNSW_TENANT_EF_SEARCH if own_index else settings.HNSW_EF_SEARCH, limit)
         versions, state = _readable_versions_in_context(tenant_id, hnsw_ef_search=ef_search)
+        if ef_search is None:
+            # Read in the same statement: gallery_size's cached count checks against it for free.
+            timings.generation = state.generation
         for version in versions:
             key = data_keys.data_key(tenant_id=tenant_id, version=version)
             gallery = None

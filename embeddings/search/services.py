@@ -14,13 +14,18 @@ import numpy as np
 
 from audit.services import Actor, record_event
 from embeddings.engine import AnalyzeOptions, decode_image
+from embeddings.engine.engine import LeftOutFace
+from embeddings.engine.quality import NONE
 from embeddings.face_engine import face_engine
 from embeddings.image_sources import ImageSource, fetch_bytes, image_limits
-from embeddings.search.selectors import Match, SearchTimings, search_faces_many
+from embeddings.search.selectors import Match, SearchTimings, gallery_size, search_faces_many
+from embeddings.search.thresholds import Decision, identification_threshold, verification_threshold
 from embeddings.store import rounding
 from embeddings.store.collections import DEFAULT_COLLECTION, check_model, collection_named
+from embeddings.store.face_quality import shown_quality
 from embeddings.store.models import Collection
 from embeddings.store.selectors import stored_face
+from faceservice import metrics
 from faceservice.errors import ImageError, Unprocessable
 from faceservice.tenancy import tenant_context
 
@@ -33,7 +38,9 @@ class NoFaceDetected(Unprocessable):
 @dataclass(frozen=True)
 class SearchQuery:
     top_k: int = 10
-    threshold: float = 0.45  # the views pass SEARCH_MATCH_THRESHOLD
+    threshold: float | None = None  # a fixed threshold; None: decided by target_fpir (thresholds.py)
+    target_fpir: float | None = None  # None: SEARCH_TARGET_FPIR
+    quality_filter: str = NONE  # query faces below this bar are left out (engine/quality.py)
     largest_only: bool = False
     max_faces: int = 10
     subject_ids: list[str] | None = None
@@ -45,16 +52,27 @@ class SearchQuery:
 @dataclass
 class SearchResult:
     model_id: str
-    threshold: float
+    decision: Decision
     collection: str = DEFAULT_COLLECTION
+    quality_filter: str = NONE
     faces: list[dict] = field(default_factory=list)
     left_out: list[dict] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def threshold(self) -> float:
+        return self.decision.threshold
+
     def as_dict(self) -> dict:
-        return {"model_id": self.model_id, "collection": self.collection, "threshold": self.threshold,
-                "faces": self.faces,
+        return {"model_id": self.model_id, "collection": self.collection, **decision_dict(self.decision),
+                "quality_filter": self.quality_filter, "faces": self.faces,
                 "left_out": self.left_out, "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
+
+
+def decision_dict(decision: Decision) -> dict:
+    """How a 1:N answer says what decided a match (SearchOutput's fields)."""
+    return {"threshold": decision.threshold, "threshold_source": decision.source,
+            "target_fpir": decision.target_fpir, "gallery_size": decision.gallery_size}
 
 
 class Stopwatch:
@@ -78,9 +96,35 @@ def _best_per_subject(matches: list[Match], top_k: int) -> list[Match]:
     return kept[:top_k]
 
 
-def _match_dict(match: Match) -> dict:
+def _match_dict(match: Match, decision: Decision) -> dict:
     return {"face_id": match.face_id, "asset_id": match.asset_id, "subject_id": match.subject_id,
-            "similarity": rounding.score(match.similarity)}
+            "similarity": rounding.score(match.similarity),
+            "false_match_rate": decision.false_match_rate(match.similarity)}
+
+
+def left_out_dict(face: LeftOutFace) -> dict:
+    """A query face that was not searched, and why (the reason, its quality and pose)."""
+    return {"bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score),
+            "size": round(float(face.size), rounding.BOX_DECIMALS), "reason": face.reason,
+            **shown_quality(face.quality)}
+
+
+def search_decision(tenant_id: UUID | str, collection_id: UUID, model_id: str, query: SearchQuery,
+                    timings: SearchTimings, *, excluded: int = 0) -> Decision:
+    """The request's threshold, or the one its target FPIR gives for the faces it searches.
+
+    Made after the candidate search: its statements read the tenant's gallery
+    generation (timings.generation), which tells whether a cached gallery size still holds.
+    """
+    def size() -> int:
+        with tenant_context(tenant_id):
+            counted = gallery_size(tenant_id=tenant_id, collection_id=collection_id, model_id=model_id,
+                                   subject_ids=query.subject_ids, asset_ids=query.asset_ids,
+                                   generation=timings.generation)
+        return counted - excluded
+
+    return identification_threshold(model_id=model_id, threshold=query.threshold, target_fpir=query.target_fpir,
+                                    gallery_size=size)
 
 
 def searched_collection(tenant_id: UUID | str, name: str | None, model_id: str) -> Collection:
@@ -94,18 +138,24 @@ def searched_collection(tenant_id: UUID | str, name: str | None, model_id: str) 
 def _search_embeddings(tenant_id, embeddings: list[np.ndarray], model_id: str, query: SearchQuery,
                        timings: SearchTimings, collection_id: UUID,
                        exclude_face_id: UUID | None = None) -> list[list[Match]]:
+    """Each query face's best matches, whatever their similarity: the caller applies its threshold
+    (`_passing`). Best first, so cutting to top_k before or after the threshold keeps the same ones."""
     # Fetch more when grouping by subject, so grouping still fills top_k; one more
     # when a face is left out, so leaving it out still fills top_k.
     top_k = query.top_k * 5 if query.group_by_subject else query.top_k
     top_k += 1 if exclude_face_id is not None else 0
     results = search_faces_many(tenant_id=tenant_id, embeddings=embeddings, model_id=model_id, top_k=top_k,
-                                threshold=query.threshold, subject_ids=query.subject_ids,
+                                threshold=-1.0, subject_ids=query.subject_ids,
                                 asset_ids=query.asset_ids, collection_id=collection_id, timings=timings)
     if exclude_face_id is not None:
         results = [[m for m in matches if str(m.face_id) != str(exclude_face_id)] for matches in results]
     if query.group_by_subject:
         return [_best_per_subject(matches, query.top_k) for matches in results]
     return [matches[:query.top_k] for matches in results]
+
+
+def _passing(matches: list[Match], decision: Decision) -> list[Match]:
+    return [match for match in matches if match.similarity >= decision.threshold]
 
 
 def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery, actor: Actor) -> SearchResult:
@@ -115,23 +165,27 @@ def search_by_image(*, tenant_id: UUID, source: ImageSource, query: SearchQuery,
     watch = Stopwatch()
     image = _decode(source)
     watch.lap("decode")
-    options = AnalyzeOptions(max_faces=1 if query.largest_only else query.max_faces)
+    options = AnalyzeOptions(max_faces=1 if query.largest_only else query.max_faces,
+                             quality_filter=query.quality_filter)
     analysis = engine.analyze(image, options)
     del image  # the pixels are not needed past this point
     watch.lap("detect_embed")
-    result = SearchResult(model_id=engine.model_id, threshold=query.threshold, collection=collection.name)
     timings = SearchTimings()
     # All faces in one go: one tenant scope and one key lookup, then one vector query per face.
     found = _search_embeddings(tenant_id, [face.embedding for face in analysis.faces], engine.model_id, query,
                                timings, collection.id)
+    decision = search_decision(tenant_id, collection.id, engine.model_id, query, timings)
+    result = SearchResult(model_id=engine.model_id, decision=decision, collection=collection.name,
+                          quality_filter=query.quality_filter)
     for face, matches in zip(analysis.faces, found, strict=True):
         result.faces.append({"bbox": rounding.box(face.bbox), "det_score": rounding.score(face.det_score),
-                             "matches": [_match_dict(m) for m in matches]})
-    result.left_out = [{"bbox": rounding.box(f.bbox), "reason": f.reason}
-                       for f in analysis.left_out]
+                             **shown_quality(face.quality),
+                             "matches": [_match_dict(m, decision) for m in _passing(matches, decision)]})
+    result.left_out = [left_out_dict(f) for f in analysis.left_out]
     watch.lap("search")
     _audit_search(tenant_id, actor, result, source_kind=source.kind)
     result.timings_ms = _timings(watch, timings)
+    metrics.observe_search_stages(result.timings_ms, strategy=timings.strategy)
     return result
 
 
@@ -145,13 +199,21 @@ def search_by_face(*, tenant_id: UUID, face_id: UUID, query: SearchQuery, actor:
     else:
         collection = searched_collection(tenant_id, query.collection, face.model_id)
     timings = SearchTimings()
-    matches = _search_embeddings(tenant_id, [face.embedding], face.model_id, query, timings, collection.id,
-                                 exclude_face_id=face_id)[0]
+    # The face itself is not searched: one fewer in the gallery when it is in the one searched.
+    excluded = 1 if face.collection_id == collection.id else 0
+    found = _search_embeddings(tenant_id, [face.embedding], face.model_id, query, timings, collection.id,
+                               exclude_face_id=face_id)[0]
+    decision = search_decision(tenant_id, collection.id, face.model_id, query, timings, excluded=excluded)
+    matches = _passing(found, decision)
     watch.lap("search")
-    result = SearchResult(model_id=face.model_id, threshold=query.threshold, collection=collection.name,
-                          faces=[{"bbox": None, "det_score": None, "matches": [_match_dict(m) for m in matches]}])
+    # The query is a stored face: its quality is the one measured when it was indexed.
+    result = SearchResult(model_id=face.model_id, decision=decision, collection=collection.name,
+                          quality_filter=query.quality_filter,
+                          faces=[{"bbox": None, "det_score": None, **shown_quality(face.quality),
+                                  "matches": [_match_dict(m, decision) for m in matches]}])
     _audit_search(tenant_id, actor, result, source_kind="face_id", face_id=face_id)
     result.timings_ms = _timings(watch, timings)
+    metrics.observe_search_stages(result.timings_ms, strategy=timings.strategy)
     return result
 
 
@@ -182,9 +244,15 @@ def _largest_face(source: ImageSource):
 
 
 def compare(*, tenant_id: UUID, target: ImageSource, references: list[tuple[str, ImageSource]],
-            threshold: float, actor: Actor) -> dict:
-    """Largest face of the target against the largest face of each reference; nothing stored."""
+            threshold: float | None = None, max_false_match_rate: float | None = None, actor: Actor) -> dict:
+    """Largest face of the target against the largest face of each reference; nothing stored.
+
+    The threshold: `threshold` if given, else the one `max_false_match_rate` gives
+    (the pack's calibration), else FACE_MATCH_THRESHOLD (thresholds.verification_threshold).
+    """
     engine = face_engine()
+    decision = verification_threshold(model_id=engine.model_id, threshold=threshold,
+                                      max_false_match_rate=max_false_match_rate)
     target_found, target_embedding = _largest_face(target)
     if target_embedding is None:
         raise NoFaceDetected()
@@ -193,15 +261,22 @@ def compare(*, tenant_id: UUID, target: ImageSource, references: list[tuple[str,
         try:
             found, embedding = _largest_face(source)
         except ImageError as exc:
-            comparisons.append({"name": name, "similarity": None, "match": False, "faces_found": 0,
-                                "error": exc.code})
+            comparisons.append({"name": name, "similarity": None, "false_match_rate": None, "match": False,
+                                "faces_found": 0, "error": exc.code})
             continue
         similarity = float(np.dot(target_embedding, embedding)) if embedding is not None else None
         comparisons.append({"name": name, "similarity": rounding.score(similarity) if similarity is not None else None,
-                            "match": similarity is not None and similarity >= threshold,
+                            "false_match_rate": decision.false_match_rate(similarity),
+                            "match": similarity is not None and similarity >= decision.threshold,
                             "faces_found": found, "error": None if embedding is not None else "no_face_detected"})
     record_event(tenant_id=tenant_id, actor=actor, action="faces.compared",
                  details={"references": len(references),
                           "matches": sum(1 for c in comparisons if c["match"])})
-    return {"model_id": engine.model_id, "threshold": threshold, "target_faces_found": target_found,
+    return {"model_id": engine.model_id, **verification_dict(decision), "target_faces_found": target_found,
             "comparisons": comparisons}
+
+
+def verification_dict(decision: Decision) -> dict:
+    """How a 1:1 answer says what decided a match (compare's and verify's fields)."""
+    return {"threshold": decision.threshold, "threshold_source": decision.source,
+            "max_false_match_rate": decision.max_false_match_rate}

@@ -10,8 +10,10 @@ from rest_framework.response import Response
 from embeddings.api import IMAGE_ERRORS as ERRORS
 from embeddings.store import deletion as deletions
 from embeddings.store import selectors, services
+from embeddings.store.face_quality import shown_quality
 from embeddings.store.fields import CollectionQueryInput, collection_field
 from embeddings.store.models import DeletionRequest
+from embeddings.store.quality_fields import pose_output, quality_output
 from embeddings.store.receipts import DeletionReceipt
 from embeddings.store.statistics import tenant_statistics
 from faceservice.api.fields import InputSerializer
@@ -36,10 +38,18 @@ class FaceOutput(serializers.Serializer):
     subject_id = serializers.CharField(allow_null=True)
     bbox = serializers.ListField(child=serializers.FloatField())
     det_score = serializers.FloatField()
+    quality = quality_output(allow_null=True)
+    pose = pose_output(allow_null=True, source="quality")
     model_id = serializers.CharField()
     job_id = serializers.UUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, face) -> dict:
+        # Face.quality is stored flat; shown as quality + pose like every other face.
+        shown = super().to_representation(face)
+        shown.update(shown_quality(face.quality))
+        return shown
 
 
 class FaceFilterInput(serializers.Serializer):
@@ -56,7 +66,8 @@ class FaceListApi(TenantAPIView):
                    summary="List faces (metadata only) of an asset or a subject, newest first")
     def get(self, request):
         """The faces stored for an asset (`asset_id`) or a subject (`subject_id`), newest first: ids, box,
-        detection score, model and expiry. Never an embedding or an image. A page holds `limit` faces
+        detection score, quality and pose (measured at indexing; null for faces indexed before that), model
+        and expiry. Never an embedding or an image. A page holds `limit` faces
         (default 50, at most 500); follow `next`.
 
         Example: `GET /v1/faces?subject_id=alice&limit=100`

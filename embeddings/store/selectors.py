@@ -39,6 +39,7 @@ class StoredFace:
     embedding: np.ndarray  # decrypted, canonical
     model_id: str
     collection_id: UUID
+    quality: dict | None = None  # as stored (embeddings/store/face_quality.py); None: not measured
 
 
 def stored_face(*, tenant_id: UUID | str, face_id: UUID) -> StoredFace:
@@ -51,7 +52,8 @@ def stored_face(*, tenant_id: UUID | str, face_id: UUID) -> StoredFace:
     embedding = decrypt_embedding(dek=key, ciphertext=bytes(face.embedding_ciphertext),
                                   tenant_id=str(tenant_id), face_id=str(face.id),
                                   key_version=face.key_version, model_id=face.model_id)
-    return StoredFace(embedding=embedding, model_id=face.model_id, collection_id=face.collection_id)
+    return StoredFace(embedding=embedding, model_id=face.model_id, collection_id=face.collection_id,
+                      quality=face.quality)
 
 
 def face_embedding(*, tenant_id: UUID | str, face_id: UUID) -> tuple[np.ndarray, str]:

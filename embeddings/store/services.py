@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit.services import Actor, record_event
 from embeddings.store import rounding
 from embeddings.store.collections import collection_id_of, collection_named, lock_for_write
+from embeddings.store.face_quality import stored_quality
 from embeddings.store.generations import next_generation
 from embeddings.store.models import Asset, Collection, Face
 from embeddings.store.protection import (
@@ -39,6 +40,8 @@ from tenants.webhooks import services as webhooks
 
 
 class DetectedFace(Protocol):
+    """What the store needs of a face; an engine Face also has `quality` (stored when present)."""
+
     bbox: Sequence[float]
     det_score: float
     embedding: np.ndarray
@@ -158,6 +161,7 @@ def write_asset_faces(*, tenant_id: UUID | str, asset_id: str, faces: Sequence[D
         Face(id=face_id, tenant_id=tenant_id, collection_id=collection_id, asset_id=asset_id,
              subject_id=subject_id, job_id=job_id,
              bbox=rounding.box(face.bbox), det_score=rounding.score(face.det_score),
+             quality=stored_quality(getattr(face, "quality", None)),
              model_id=model_id, key_version=key.version, embedding_ciphertext=ciphertext,
              search_vector=vector, created_at=now, expires_at=expiry, gallery_generation=generation)
         for face, (face_id, ciphertext, vector) in zip(faces, protected, strict=True)

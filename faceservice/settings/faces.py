@@ -45,6 +45,21 @@ class Faces(Variables):
     SEARCH_MATCH_THRESHOLD: float = Field(
         0.45, description="default minimum similarity of a search (1:N) match: higher than the 1:1 point "
         "because a larger gallery holds more look-alikes; calibrate per pack and gallery size")
+    # The default decision of a search (1:N) and a person search: the threshold
+    # follows from the pack's calibration and the number of faces (subjects)
+    # searched, FPIR = 1 - (1 - FMR(t))^N, so the chance that a stranger gets a
+    # wrong match stays at this rate whatever the gallery's size (issue #16; the
+    # fixed 0.45 drifted from 1.4 % to 8.6 % between 804 and 2,900 people).
+    SEARCH_TARGET_FPIR: float = Field(
+        0.01, gt=0, lt=1, description="default target false-positive identification rate of a search: the "
+        "chance that a person who is not in the collection gets a match. With the pack's calibration the "
+        "threshold follows from it and the gallery size; a pack without one uses SEARCH_MATCH_THRESHOLD")
+    # Counting stops here: a count of 1M index entries costs ~0.1 s once a minute
+    # per collection (cached); above it the threshold is that of a gallery of this
+    # size, which the answer's gallery_size says.
+    SEARCH_GALLERY_COUNT_MAX: int = Field(
+        1_000_000, ge=1, description="gallery sizes are counted up to this many faces (or subjects) for the "
+        "calibrated threshold; a larger gallery is taken as this size (cached 60 s per collection)")
     PROJECTION_CACHE_MAX_ENTRIES: int = Field(
         256, description="tenants' projection matrices cached per process (d·d·4 bytes each: 1 MiB at 512-d)")
     DELETE_SYNC_MAX_FACES: int = Field(

@@ -40,7 +40,7 @@ def test_submit_answers_202_with_the_job_and_its_status_url(indexer, tenant, pub
     assert job["state"] == "queued" and job["counts"]["assets_total"] == 2 and job["progress"] == 0
     # subject_faces (issue #14): with a subject id, only the largest face by default.
     assert job["options"] == {"max_faces": 3, "min_face_size": 40.0, "min_det_score": 0.6,
-                              "subject_faces": "largest"}
+                              "subject_faces": "largest", "quality_filter": "AUTO"}
     assert response["Location"] == job["status_url"] == f"/v1/index-jobs/{job['id']}"
     status = indexer.get(job["status_url"]).json()
     assert status["id"] == job["id"] and status["counts"]["assets_pending"] == 2
@@ -59,7 +59,7 @@ def test_progress_and_per_asset_results_follow_the_work(indexer, tenant, publish
     assert status["counts"]["faces_indexed"] == 2 and status["counts"]["assets_done"] == 1
     done = indexer.get(f"/v1/index-jobs/{job_id}/assets?state=succeeded").json()["results"]
     assert len(done) == 1 and len(done[0]["faces"]) == 2 and done[0]["error"] is None
-    assert set(done[0]["faces"][0]) == {"face_id", "bbox", "det_score"}  # never an embedding
+    assert set(done[0]["faces"][0]) == {"face_id", "bbox", "det_score", "quality", "pose"}  # never an embedding
     assert done[0]["source"] == {"kind": "url", "host": "images.example"}
 
 
@@ -166,8 +166,8 @@ def test_faces_of_an_asset_or_subject_are_listed_without_embeddings(tenant, clie
     assert by_asset.status_code == 200
     faces = by_asset.json()["results"]
     assert len(faces) == 2 and {f["asset_id"] for f in faces} == {"photos/2024/a.jpg"}
-    assert set(faces[0]) == {"id", "asset_id", "subject_id", "bbox", "det_score", "model_id", "job_id",
-                             "created_at", "expires_at"}
+    assert set(faces[0]) == {"id", "asset_id", "subject_id", "bbox", "det_score", "quality", "pose", "model_id",
+                             "job_id", "created_at", "expires_at"}
     by_subject = searcher.get("/v1/faces", {"subject_id": "alice"}).json()["results"]
     assert {f["id"] for f in by_subject} == {f["id"] for f in faces}
     assert client_for(tenant, roles=("comparer",)).get("/v1/faces").status_code == 403

@@ -10,6 +10,7 @@ import tempfile
 import pytest
 from django.conf import settings
 
+from embeddings.face_engine import face_engine
 from tests.embeddings.conftest import PROBES, photo, table_counts
 from tests.embeddings.search.conftest import search
 
@@ -19,17 +20,22 @@ def subjects(face):
 
 
 def test_search_by_upload_finds_the_person(enrolled, client_for):
-    tenant, _ = enrolled
+    tenant, face_ids = enrolled
     response = search(client_for(tenant, ("searcher",)), photo(PROBES / "obama1.jpg"))
     assert response.status_code == 200, response.content
     body = response.json()
     assert len(body["faces"]) == 1
     best = body["faces"][0]["matches"][0]
     assert best["subject_id"] == "obama" and best["similarity"] >= body["threshold"]
-    assert body["threshold"] == pytest.approx(settings.SEARCH_MATCH_THRESHOLD) == pytest.approx(0.45)
+    # Issue #16: by default the threshold holds SEARCH_TARGET_FPIR over the faces searched (all enrolled).
+    enrolled_faces = sum(len(ids) for ids in face_ids.values())
+    assert (body["threshold_source"], body["target_fpir"], body["gallery_size"]) == (
+        "target_fpir", settings.SEARCH_TARGET_FPIR, enrolled_faces)
+    assert body["threshold"] == pytest.approx(
+        face_engine().calibration.threshold_for_fpir(settings.SEARCH_TARGET_FPIR, enrolled_faces), abs=1e-4)
     # Every match clears the threshold, best first; nobody else does.
     sims = [m["similarity"] for m in body["faces"][0]["matches"]]
-    assert sims == sorted(sims, reverse=True) and min(sims) >= 0.45
+    assert sims == sorted(sims, reverse=True) and min(sims) >= body["threshold"]
     assert set(subjects(body["faces"][0])) == {"obama"}
     assert {"decode", "detect_embed", "vector_search", "rerank"} <= set(body["timings_ms"])
     assert_documented_shape(body)
@@ -43,9 +49,9 @@ def assert_documented_shape(body: dict) -> None:
     assert documented.is_valid(), documented.errors
     assert documented.validated_data["faces"] and set(body) == set(SearchOutput().fields)
     for face in body["faces"]:
-        assert set(face) == {"bbox", "det_score", "matches"}
+        assert set(face) == {"bbox", "det_score", "quality", "pose", "matches"}
         for match in face["matches"]:
-            assert set(match) == {"face_id", "asset_id", "subject_id", "similarity"}
+            assert set(match) == {"face_id", "asset_id", "subject_id", "similarity", "false_match_rate"}
 
 
 def test_search_with_two_people_returns_both(enrolled, client_for):
