@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -38,14 +39,14 @@ class CollectionOutput(serializers.Serializer):
                 "created_at": serializers.DateTimeField().to_representation(collection.created_at)}
 
 
-class CreateInput(InputSerializer):
+class CollectionCreateInput(InputSerializer):
     name = serializers.RegexField(COLLECTION_NAME_PATTERN, max_length=100,
                                   help_text="1-100 letters, digits, `_`, `.` or `-`, starting with a letter or digit")
     face_retention_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True,
                                                    help_text="Delete its faces this many days after indexing")
 
 
-class UpdateInput(InputSerializer):
+class CollectionUpdateInput(InputSerializer):
     face_retention_days = serializers.IntegerField(min_value=1, max_value=36500, allow_null=True,
                                                    help_text="Null: the tenant's retention")
 
@@ -61,7 +62,7 @@ class CollectionListApi(TenantAPIView):
         something used it."""
         return paginate(self, selectors.collections_of(tenant_id=self.tenant_id), CollectionOutput)
 
-    @extend_schema(request=CreateInput, responses={201: CollectionOutput, 409: OpenApiResponse(
+    @extend_schema(request=CollectionCreateInput, responses={201: CollectionOutput, 409: OpenApiResponse(
         description="A collection of that name exists (collection_exists)"), **ERRORS},
         examples=[OpenApiExample("A collection", value={"name": "staff-2026", "face_retention_days": 365},
                                  request_only=True)],
@@ -70,13 +71,19 @@ class CollectionListApi(TenantAPIView):
         """Create an empty collection. It is tied to the installed face model: indexing into it with
         another model later is refused (`collection_model_mismatch`), so moving to a new model is
         indexing into a new collection while the old one goes on answering searches."""
-        data = CreateInput(data=request.data)
+        data = CollectionCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         collection = services.create_collection(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
         body = CollectionOutput(collection).data
         return Response(body, status=201, headers={"Location": f"/v1/collections/{collection.name}"})
 
 
+NAME_PARAMETER = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=COLLECTION_NAME_PATTERN,
+                                  description="The collection's name")
+
+
+@extend_schema_view(get=extend_schema(parameters=[NAME_PARAMETER]), patch=extend_schema(parameters=[NAME_PARAMETER]),
+                    delete=extend_schema(parameters=[NAME_PARAMETER]))
 class CollectionApi(TenantAPIView):
     allowed_roles = {"GET": READ_ROLES, "PATCH": ("admin",), "DELETE": ("admin",)}
 
@@ -85,11 +92,11 @@ class CollectionApi(TenantAPIView):
         """A collection's model, retention, and face and subject counts."""
         return Response(CollectionOutput(selectors.collection_detail(tenant_id=self.tenant_id, name=name)).data)
 
-    @extend_schema(request=UpdateInput, responses={200: CollectionOutput, **ERRORS},
+    @extend_schema(request=CollectionUpdateInput, responses={200: CollectionOutput, **ERRORS},
                    summary="Change a collection's retention")
     def patch(self, request, name):
         """Set `face_retention_days` (null: the tenant's). It applies to faces indexed from then on."""
-        data = UpdateInput(data=request.data)
+        data = CollectionUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.update_collection(tenant_id=self.tenant_id, name=name, actor=self.actor(), **data.validated_data)
         return Response(CollectionOutput(selectors.collection_detail(tenant_id=self.tenant_id, name=name)).data)

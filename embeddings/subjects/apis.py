@@ -77,20 +77,20 @@ class SubjectApi(TenantAPIView):
         return Response(SubjectDetailOutput(subject).data)
 
 
-class RenameInput(InputSerializer):
+class SubjectRenameInput(InputSerializer):
     collection = collection_field()
     subject_id = serializers.CharField(max_length=255)
     new_subject_id = serializers.CharField(max_length=255)
 
 
-class MergeInput(InputSerializer):
+class SubjectMergeInput(InputSerializer):
     collection = collection_field()
     subject_ids = serializers.ListField(child=serializers.CharField(max_length=255), min_length=1,
                                         max_length=100, help_text="The subjects to merge into `into`")
     into = serializers.CharField(max_length=255, help_text="The subject that keeps every face")
 
 
-class RenamedOutput(serializers.Serializer):
+class SubjectCountOutput(serializers.Serializer):
     subject_id = serializers.CharField()
     face_count = serializers.IntegerField()
 
@@ -98,7 +98,7 @@ class RenamedOutput(serializers.Serializer):
 class SubjectRenameApi(TenantAPIView):
     allowed_roles = WRITE_ROLES
 
-    @extend_schema(request=RenameInput, responses={200: RenamedOutput, 409: OpenApiResponse(
+    @extend_schema(request=SubjectRenameInput, responses={200: SubjectCountOutput, 409: OpenApiResponse(
         description="The new id has faces: merge instead (subject_exists)"), **ERRORS},
         examples=[OpenApiExample("Rename", value={"subject_id": "alice", "new_subject_id": "alice-smith"},
                                  request_only=True)],
@@ -106,27 +106,27 @@ class SubjectRenameApi(TenantAPIView):
     def post(self, request):
         """Give a subject's faces (and the assets indexed for it) a new subject id. The new id must have
         no faces in the collection; to join two subjects, merge them."""
-        data = RenameInput(data=request.data)
+        data = SubjectRenameInput(data=request.data)
         data.is_valid(raise_exception=True)
         faces = services.rename_subject(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
-        return Response(RenamedOutput({"subject_id": data.validated_data["new_subject_id"],
+        return Response(SubjectCountOutput({"subject_id": data.validated_data["new_subject_id"],
                                        "face_count": faces}).data)
 
 
 class SubjectMergeApi(TenantAPIView):
     allowed_roles = WRITE_ROLES
 
-    @extend_schema(request=MergeInput, responses={200: RenamedOutput, **ERRORS, **LIMIT_ERROR},
+    @extend_schema(request=SubjectMergeInput, responses={200: SubjectCountOutput, **ERRORS, **LIMIT_ERROR},
                    examples=[OpenApiExample("Merge", value={"subject_ids": ["alice-2"], "into": "alice"},
                                             request_only=True)],
                    summary="Merge subjects into one")
     def post(self, request):
         """Move every face of `subject_ids` to the subject `into` (which may be new). Refused whole, with
         `subject_face_limit`, if `into` would then hold more than `SUBJECT_MAX_FACES` faces."""
-        data = MergeInput(data=request.data)
+        data = SubjectMergeInput(data=request.data)
         data.is_valid(raise_exception=True)
         total = services.merge_subjects(tenant_id=self.tenant_id, actor=self.actor(), **data.validated_data)
-        return Response(RenamedOutput({"subject_id": data.validated_data["into"], "face_count": total}).data)
+        return Response(SubjectCountOutput({"subject_id": data.validated_data["into"], "face_count": total}).data)
 
 
 class FacesOfSubjectInput(InputSerializer):
@@ -135,7 +135,7 @@ class FacesOfSubjectInput(InputSerializer):
     face_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=100)
 
 
-class UnchangedOutput(serializers.Serializer):
+class FaceUnchangedOutput(serializers.Serializer):
     face_id = serializers.UUIDField()
     reason = serializers.ChoiceField(choices=["not_found", "already_associated", "not_associated"])
 
@@ -143,7 +143,7 @@ class UnchangedOutput(serializers.Serializer):
 class FaceChangesOutput(serializers.Serializer):
     subject_id = serializers.CharField()
     changed = serializers.ListField(child=serializers.UUIDField(), help_text="The faces changed")
-    unchanged = UnchangedOutput(many=True, help_text="The faces not changed, and why")
+    unchanged = FaceUnchangedOutput(many=True, help_text="The faces not changed, and why")
 
 
 class AssociateFacesApi(TenantAPIView):

@@ -19,6 +19,7 @@ added here, so that no view repeats it and none can forget it:
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -78,6 +79,9 @@ class TenantAutoSchema(AutoSchema):
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if isinstance(field, serializers.RegexField):
+            # drf-spectacular leaves a RegexField's pattern out: the schema must say what the server checks.
+            schema["pattern"] = next(v.regex.pattern for v in field.validators if isinstance(v, RegexValidator))
         # Every DRF CharField refuses a NUL character (ProhibitNullCharactersValidator): say so.
         if (direction == "request" and isinstance(field, serializers.CharField)
                 and schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema):
