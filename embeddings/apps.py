@@ -8,6 +8,7 @@ class EmbeddingsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from embeddings.indexing import scrub  # noqa: F401 - connects its receiver to the store's deletions
         from embeddings.store.protection import configure_projection_cache
 
         # One secret matrix per active tenant (and key version) should stay cached:

@@ -87,6 +87,27 @@ def committed_db(django_db_setup, django_db_blocker):
         yield
 
 
+def rows_mentioning(needles: list[str]) -> dict[str, int]:
+    """Rows of every table holding any needle, read as the PostgreSQL superuser (no row-level security).
+
+    The audit log keeps what happened (ids, never face data) by design and is
+    left out; docs/SECURITY.md lists what remains. Needs committed data (committed_db).
+    """
+    import psycopg
+
+    found = {}
+    with psycopg.connect(os.environ["DATABASE_SUPERUSER_URL"], autocommit=True) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'audit\\_%'")]
+        for table in tables:
+            for needle in needles:
+                n = conn.execute(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE %s',  # noqa: S608
+                                 [f"%{needle}%"]).fetchone()[0]
+                if n:
+                    found[f"{table}: {needle}"] = n
+    return found
+
+
 def installed_model_id() -> str:
     """The installed pack's model id; a stand-in where no pack is configured (the pure tier)."""
     from embeddings.engine import ModelsUnavailable

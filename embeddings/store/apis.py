@@ -62,7 +62,8 @@ class FaceListApi(TenantAPIView):
     allowed_roles = FACE_LIST_ROLES
     pagination_class = NewestFirstCursorPagination
 
-    @extend_schema(parameters=[FaceFilterInput], responses={200: FaceOutput(many=True), 400: INVALID_FILTER},
+    @extend_schema(parameters=[FaceFilterInput],
+                   responses={200: FaceOutput(many=True), 400: INVALID_FILTER, 404: ERRORS[404]},
                    summary="List faces (metadata only) of an asset or a subject, newest first")
     def get(self, request):
         """The faces stored for an asset (`asset_id`) or a subject (`subject_id`), newest first: ids, box,

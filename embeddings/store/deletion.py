@@ -26,6 +26,7 @@ from embeddings.store.services import (
     refresh_asset_counts,
     remove_collection_rows,
 )
+from embeddings.store.signals import send_deleted
 from faceservice.celery import app
 from faceservice.tenancy import tenant_context
 from tenants import data_keys
@@ -87,6 +88,7 @@ def _delete_one_batch(deletion: DeletionRequest, batch_size: int) -> int:
         deleted, _ = Face.objects.filter(tenant_id=deletion.tenant_id, id__in=ids).delete()
         if deleted:
             next_generation(deletion.tenant_id, removes=True)
+            send_deleted(tenant_id=deletion.tenant_id, collection_id=deletion.collection_id, face_ids=ids)
         DeletionRequest.objects.filter(pk=deletion.pk).update(
             status=DeletionRequest.Status.RUNNING, faces_deleted=deletion.faces_deleted + deleted)
         deletion.faces_deleted += deleted
@@ -114,6 +116,9 @@ def _finish(deletion: DeletionRequest, actor: Actor) -> None:
     tenant_id = deletion.tenant_id
     with tenant_context(tenant_id):
         deletion.assets_deleted = _delete_assets(deletion)
+        requested = deletion.requested
+        send_deleted(tenant_id=tenant_id, collection_id=deletion.collection_id, purge=bool(requested.get("purge")),
+                     asset_ids=requested.get("asset_ids", ()), subject_ids=requested.get("subject_ids", ()))
         if whole_collection(deletion.requested):
             remove_collection_rows(tenant_id, deletion.collection_id)
         if deletion.requested.get("purge"):

@@ -31,6 +31,7 @@ from embeddings.store.protection import (
     projection_matrix,
 )
 from embeddings.store.receipts import PURGE, DeletionReceipt
+from embeddings.store.signals import send_deleted
 from faceservice.durable import advisory_lock
 from faceservice.errors import Unprocessable
 from faceservice.tenancy import tenant_context
@@ -227,6 +228,8 @@ def _delete_matching(tenant_id: UUID | str, collection_id: UUID, *, face_ids: It
     refresh_asset_counts(tenant_id, collection_id, touched)
     if deleted:
         next_generation(tenant_id, removes=True)
+    send_deleted(tenant_id=tenant_id, collection_id=collection_id, face_ids=[face_id for face_id, _ in deleted],
+                 asset_ids=asset_ids, subject_ids=subject_ids)
     return [str(face_id) for face_id, _ in deleted], assets_deleted
 
 
@@ -323,6 +326,7 @@ def purge_tenant_face_data(*, tenant_id: UUID | str, actor: Actor) -> DeletionRe
         faces_deleted, _ = Face.objects.filter(tenant_id=tenant_id).delete()
         assets_deleted, _ = Asset.objects.filter(tenant_id=tenant_id).delete()
         next_generation(tenant_id, removes=True)
+        send_deleted(tenant_id=tenant_id, purge=True)
         keys_destroyed = data_keys.shred_keys(tenant_id=tenant_id, actor=actor)
         event = record_event(tenant_id=tenant_id, actor=actor, action="faces.purged",
                              target={"tenant_id": str(tenant_id)}, receipt_id=receipt_id,
@@ -344,10 +348,13 @@ def purge_expired_faces(*, now: datetime | None = None, actor: Actor | None = No
         with tenant_context(tenant_id):
             expired = Face.objects.filter(tenant_id=tenant_id, expires_at__lte=now)
             touched: dict[UUID, set[str]] = {}
-            for collection_id, asset_id in expired.values_list("collection_id", "asset_id").distinct():
+            expired_ids = []
+            for face_id, collection_id, asset_id in expired.values_list("id", "collection_id", "asset_id"):
                 touched.setdefault(collection_id, set()).add(asset_id)
+                expired_ids.append(face_id)
             count, _ = expired.delete()
             if count:
+                send_deleted(tenant_id=tenant_id, face_ids=expired_ids)
                 for collection_id, asset_ids in touched.items():
                     refresh_asset_counts(tenant_id, collection_id, asset_ids)
                 next_generation(tenant_id, removes=True)

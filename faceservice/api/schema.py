@@ -79,6 +79,10 @@ class TenantAutoSchema(AutoSchema):
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # A CharField refuses "" unless allow_blank: drf-spectacular does not say so inside lists.
+        if (direction == "request" and isinstance(field, serializers.CharField) and not field.allow_blank
+                and schema.get("type") == "string" and "minLength" not in schema and "enum" not in schema):
+            schema["minLength"] = 1
         if isinstance(field, serializers.RegexField):
             # drf-spectacular leaves a RegexField's pattern out: the schema must say what the server checks.
             schema["pattern"] = next(v.regex.pattern for v in field.validators if isinstance(v, RegexValidator))

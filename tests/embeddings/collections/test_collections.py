@@ -3,10 +3,8 @@ collection is tied to, and deletion that leaves nothing behind (checked as the d
 
 from __future__ import annotations
 
-import os
 import uuid
 
-import psycopg
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -18,7 +16,7 @@ from embeddings.models import Collection, Face
 from embeddings.store import services
 from embeddings.store.collections import collection_named
 from faceservice.tenancy import tenant_context
-from tests.conftest import assert_json_error, count, find
+from tests.conftest import assert_json_error, count, find, rows_mentioning
 from tests.embeddings.conftest import ACTOR, KNOWN, PROBES, photo
 
 pytestmark = pytest.mark.skipif(not KNOWN.is_dir(), reason=f"{KNOWN} is missing")
@@ -142,25 +140,6 @@ def test_index_jobs_say_their_collection(tenant, client_for, settings):
     assert client.get(job["Location"]).json()["collection"] == "events"
 
 
-def _rows_mentioning(needles: list[str]) -> dict[str, int]:
-    """Rows of every table holding any needle, read as the PostgreSQL superuser (no row-level security).
-
-    The audit log keeps what happened (ids, never face data) by design and is
-    left out; docs/SECURITY.md lists what remains.
-    """
-    found = {}
-    with psycopg.connect(os.environ["DATABASE_SUPERUSER_URL"], autocommit=True) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'audit\\_%'")]
-        for table in tables:
-            for needle in needles:
-                n = conn.execute(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE %s',  # noqa: S608
-                                 [f"%{needle}%"]).fetchone()[0]
-                if n:
-                    found[f"{table}: {needle}"] = n
-    return found
-
-
 def test_deleting_a_collection_leaves_no_residue(committed_db, settings):
     from rest_framework.test import APIClient
 
@@ -183,12 +162,12 @@ def test_deleting_a_collection_leaves_no_residue(committed_db, settings):
     with tenant_context(tenant.id):
         collection_id = str(collection_named(tenant.id, "gone-soon").id)
     needles = [collection_id, subject, asset, job["id"], *(str(f) for fs in face_ids.values() for f in fs)]
-    assert len(_rows_mentioning(needles)) >= 5  # the scan finds them while they exist
+    assert len(rows_mentioning(needles)) >= 5  # the scan finds them while they exist
 
     receipt = client.delete("/v1/collections/gone-soon")
     assert receipt.status_code == 200, receipt.content
     assert receipt.json()["faces_deleted"] == 4 and receipt.json()["requested"] == {"collection": "gone-soon"}
-    assert _rows_mentioning(needles) == {}
+    assert rows_mentioning(needles) == {}
     assert count(Face, tenant_id=tenant.id) == len(kept["obama"])  # the default collection is untouched
     assert_json_error(client.get("/v1/collections/gone-soon"), 404, "not_found")
     assert client.post("/v1/collections", {"name": "gone-soon"}, format="json").status_code == 201
