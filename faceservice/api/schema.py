@@ -55,6 +55,10 @@ GENERIC_ERRORS = {
 }
 
 NO_NUL = r"^[^\x00]*$"
+# A non-blank CharField trims whitespace (Python's str.strip set) before refusing "": at least one other
+# character. Written with escapes both JSON Schema (ECMA) and Python's re read alike.
+NOT_BLANK = (r"^[^\x00]*[^\x00\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+             r"[^\x00]*$")
 REQUEST_ID_HEADER = {"schema": {"type": "string"}, "required": True,
                      "description": "This request's id: yours when you sent a plain `X-Request-ID` "
                                     "(8-64 of A-Z a-z 0-9 . _ -), else a new one"}
@@ -89,7 +93,8 @@ class TenantAutoSchema(AutoSchema):
         # Every DRF CharField refuses a NUL character (ProhibitNullCharactersValidator): say so.
         if (direction == "request" and isinstance(field, serializers.CharField)
                 and schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema):
-            schema["pattern"] = NO_NUL
+            blank_refused = not field.allow_blank and field.trim_whitespace
+            schema["pattern"] = NOT_BLANK if blank_refused else NO_NUL
         return schema
 
     def _postprocess_serializer_schema(self, schema, serializer, direction):
