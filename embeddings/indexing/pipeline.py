@@ -186,9 +186,9 @@ def run_batch(*, tenant_id: str, job_asset_ids: list[str], wait: bool = False) -
     and callers that need the results).
     """
     worker = pipeline()
-    if not worker.slots.acquire(timeout=settings.INDEX_ASSET_LEASE_SECONDS):
-        # Two batches have been before the model for a whole lease: claim nothing more here
-        # (the message is retried from the broker or the sweeper; the held assets' leases run out).
+    if not worker.slots.acquire(timeout=STUCK_AFTER_SECONDS):
+        # Two batches have been before the model for minutes: claim nothing more here
+        # (the message is sent again by the sweeper; the held assets' leases are still renewed).
         raise RuntimeError("the index pipeline of this process is stuck")
     try:
         claims = claim_assets(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
@@ -242,14 +242,68 @@ def analyse(claim: Claim, prepared: Prepared) -> Outcome:
 
 
 BATCHES_AHEAD = 2  # batches a process holds before the model: the one in it and the next one
+STUCK_AFTER_SECONDS = 300  # a task waiting this long for the model gives its message up
+
+
+class Heartbeat:
+    """Renews the leases of every claim this process holds, every quarter of INDEX_ASSET_LEASE_SECONDS.
+
+    A claim is held from its hand-over to the pipeline until its commit (or
+    recorded failure). Leases are short, so that the assets of a SIGKILLed
+    worker are taken over within a lease and a sweep; this thread keeps those
+    of a live worker, however long its batches wait for the model. A renewal
+    that fails (the database restarting) is tried again on the next beat; a
+    claim whose lease ran out meanwhile was taken over and cannot commit.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="index-heartbeat", daemon=True)
+        self.thread.start()
+
+    def hold(self, claims: list[Claim]) -> None:
+        with self._lock:
+            self._held.update((claim.job_asset_id, claim) for claim in claims)
+
+    def release(self, claims: list[Claim]) -> None:
+        with self._lock:
+            for claim in claims:
+                self._held.pop(claim.job_asset_id, None)
+
+    def held(self) -> list[Claim]:
+        with self._lock:
+            return list(self._held.values())
+
+    def renew(self) -> int:
+        """Renew every held lease now, one statement per tenant. How many were renewed."""
+        by_tenant: dict[str, list[Claim]] = {}
+        for claim in self.held():
+            by_tenant.setdefault(claim.tenant_id, []).append(claim)
+        close_old_connections()  # a connection broken by a database restart is replaced
+        return sum(renew_leases(tenant_id=tenant_id, claims=claims) for tenant_id, claims in by_tenant.items())
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(settings.INDEX_ASSET_LEASE_SECONDS / 4):
+            try:
+                self.renew()
+            except Exception:  # tried again on the next beat; the leases cover the rest
+                logger.warning("index lease heartbeat failed; will try again", exc_info=True)
+        connections.close_all()  # this thread's own connection
 
 
 class Pipeline:
-    """A worker process's model, fetch and store threads (made on first use).
+    """A worker process's model, fetch, store and heartbeat threads (made on first use).
 
     The Celery task's thread only claims and hands batches over; a dedicated
     model thread analyses them, so the broker round trip, the claim and the
-    next batch's first fetch happen while the model is busy.
+    next batch's first fetch happen while the model is busy. The heartbeat
+    keeps the leases of every claim handed over until it is stored.
     """
 
     def __init__(self) -> None:
@@ -263,6 +317,7 @@ class Pipeline:
         self.batches: queue.Queue[tuple[list[Claim], Future] | None] = queue.Queue()
         # Bounded: if the store falls behind, the model waits instead of piling up results.
         self.queue: queue.Queue[Outcome | None] = queue.Queue(maxsize=2 * max(1, settings.INDEX_BATCH_SIZE))
+        self.heartbeat = Heartbeat()
         self.model_thread = threading.Thread(target=self._analyse_batches, name="index-model", daemon=True)
         self.thread = threading.Thread(target=self._run, name="index-store", daemon=True)
         self.model_thread.start()
@@ -270,6 +325,7 @@ class Pipeline:
 
     def submit(self, claims: list[Claim]) -> None:
         """Hand a claimed batch to the model thread; its first image is fetched right away."""
+        self.heartbeat.hold(claims)
         self.batches.put((claims, self.fetcher.submit(prepare, claims[0])))
 
     def store(self, outcome: Outcome, *, last: bool) -> None:
@@ -287,6 +343,7 @@ class Pipeline:
         self.thread.join()
         self.fetcher.submit(connections.close_all).result()
         self.fetcher.shutdown(wait=True)
+        self.heartbeat.stop()
 
     def _analyse_batches(self) -> None:
         while True:
@@ -299,18 +356,14 @@ class Pipeline:
                 self._analyse(*item)
             except Exception:  # the model thread must survive anything; leases cover what was lost
                 logger.exception("index model thread: could not finish a batch")
+                self.heartbeat.release(item[0])  # left to their leases, which now run out
             finally:
                 self.slots.release()
                 self.batches.task_done()
 
     def _analyse(self, claims: list[Claim], first: Future) -> None:
-        renewed_at, ahead = time.monotonic(), first
+        ahead = first
         for i, claim in enumerate(claims):
-            if time.monotonic() - renewed_at > settings.INDEX_ASSET_LEASE_SECONDS / 3:
-                # A slow batch (timeouts): keep the leases of what is not committed yet.
-                close_old_connections()
-                renew_leases(tenant_id=claim.tenant_id, claims=claims[i:])
-                renewed_at = time.monotonic()
             current = ahead
             if i + 1 < len(claims):
                 ahead = self.fetcher.submit(prepare, claims[i + 1])
@@ -355,6 +408,8 @@ class Pipeline:
         except Exception:  # the store thread must survive anything; leases cover what was lost
             logger.exception("index store thread: could not finish a group")
         finally:
+            # Stored, recorded, or left to their leases (which now run out): no longer renewed.
+            self.heartbeat.release([o.claim for o in group])
             for _ in group:
                 self.queue.task_done()
             group.clear()
@@ -376,6 +431,7 @@ def pipeline() -> Pipeline:
     with _pipeline_lock:
         if _pipeline is not None and not (_pipeline.model_thread.is_alive() and _pipeline.thread.is_alive()):
             logger.error("index pipeline thread died; starting a new pipeline")  # its batches: leases
+            _pipeline.heartbeat.stop()  # else it would renew the dead pipeline's claims for ever
             _pipeline = None
         if _pipeline is None:
             _pipeline = Pipeline()

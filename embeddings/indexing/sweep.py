@@ -1,8 +1,9 @@
 """Recovery of index jobs: the sweeper, every INDEX_SWEEP_INTERVAL_SECONDS from beat.
 
-Assets whose worker died (lease expired: durable.lease_expired) go back to
-the queue, or fail after INDEX_MAX_ATTEMPTS; messages that never arrived are
-sent again; due retries whose message was lost are sent again; expired inline
+Assets whose worker died (lease expired: durable.lease_expired; leases are
+short and renewed by the worker's heartbeat) go back to the queue, or fail
+after INDEX_MAX_ATTEMPTS; queued assets and due retries whose message nobody
+claimed within INDEX_REQUEUE_AFTER_SECONDS are sent again; expired inline
 images fail their asset; pending assets are dispatched; finished jobs past
 retention are deleted. Safe to run anywhere, any number of times: a duplicate
 message is harmless, as the claim decides.
@@ -49,10 +50,11 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
     report = SweepReport()
     report.leases_recovered = _recover_expired_leases(now)
-    report.messages_resent = _resend(Asset.QUEUED, "dispatched_at",
-                                     now - timedelta(seconds=settings.INDEX_REQUEUE_AFTER_SECONDS), now)
-    grace = max(60.0, 2 * settings.INDEX_SWEEP_INTERVAL_SECONDS)
-    report.retries_resent = _resend(Asset.RETRY_WAIT, "next_attempt_at", now - timedelta(seconds=grace), now)
+    # A message nobody claimed for INDEX_REQUEUE_AFTER_SECONDS was lost (a broker restart, a worker
+    # killed with it prefetched) or waits in a long queue: either way a second one is harmless.
+    lost_before = now - timedelta(seconds=settings.INDEX_REQUEUE_AFTER_SECONDS)
+    report.messages_resent = _resend(Asset.QUEUED, "dispatched_at", lost_before, now)
+    report.retries_resent = _resend(Asset.RETRY_WAIT, "next_attempt_at", lost_before, now)
     report.inline_expired = _expire_inline_images(now)
     report.dispatched = dispatch_all()
     report.jobs_purged = purge_finished_jobs(now=now)

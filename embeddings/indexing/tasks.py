@@ -13,11 +13,16 @@ from dataclasses import asdict
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
+from django.db import InterfaceError, OperationalError
 
 from embeddings.indexing import dispatch, pipeline, sweep
 
 
-@shared_task(name=dispatch.INDEX_TASK, ignore_result=True)
+# A claim that meets a database outage is retried from the broker within seconds
+# (1, 2, 4, 8, 8 ... s, for about 2 minutes), rather than acknowledged and left
+# to the sweeper's re-send; duplicates are harmless, the claim decides.
+@shared_task(name=dispatch.INDEX_TASK, ignore_result=True, autoretry_for=(OperationalError, InterfaceError),
+             retry_backoff=1, retry_backoff_max=8, retry_jitter=False, max_retries=20)
 def index_asset(tenant_id: str, job_asset_ids: list[str]) -> str:
     return pipeline.run_batch(tenant_id=tenant_id, job_asset_ids=job_asset_ids)
 

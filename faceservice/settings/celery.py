@@ -16,7 +16,8 @@ class Celery(Variables):
     CELERY_VISIBILITY_TIMEOUT: int = Field(
         600, exclude=True,
         description="seconds before an unacknowledged task is delivered again; longer than the longest task")
-    INDEX_SWEEP_INTERVAL_SECONDS: float = Field(30.0, description="how often beat sweeps stuck index jobs")
+    INDEX_SWEEP_INTERVAL_SECONDS: float = Field(
+        10.0, description="how often beat sweeps stuck index jobs (expired leases, lost messages)")
     FACE_PURGE_INTERVAL_SECONDS: int = Field(
         3600, description="how often beat purges faces past a tenant's `face_retention_days`")
     WEBHOOK_SWEEP_INTERVAL_SECONDS: float = Field(15.0, description="how often beat sweeps webhook deliveries")
@@ -36,8 +37,31 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _celery.CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_ALWAYS_EAGER = False
+
+# Surviving a broker restart (docs/OPERATIONS.md, "Faults"). A worker, beat and the web
+# processes reconnect for ever, at start-up too (Valkey may come up after them), with
+# dead sockets noticed by timeouts, keepalive and health checks rather than hanging.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _celery.CELERY_VISIBILITY_TIMEOUT,
+    "socket_timeout": 15,  # longer than the transport's 1 s BRPOP
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 10,
+}
+# A message published while the broker restarts is retried for about 5 s before the
+# caller gives up; what is lost even so, the sweepers send again (they own the state).
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0, "interval_step": 0.5,
+                                    "interval_max": 2}
+# On a lost broker connection a running task carries on (its message, acked late, is
+# delivered again and the claim skips the duplicate) instead of being terminated.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 
 # Queues: indexing, webhooks and periodic upkeep apart, so a deep indexing queue
 # never delays a webhook or the sweeper. A worker started without -Q consumes

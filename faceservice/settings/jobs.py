@@ -24,9 +24,14 @@ class Jobs(Variables):
         8, description="assets per index message: claimed together, pipelined in one worker process (fetch, "
         "model and store overlap) and committed in one transaction; `1` turns batching off. Keep it at most a "
         "quarter of `INDEX_MAX_INFLIGHT_PER_TENANT` so that two worker processes can serve one tenant")
-    INDEX_ASSET_LEASE_SECONDS: int = Field(300, description="a worker's hold on an asset before another may take it")
+    # Short, and renewed by each worker process's heartbeat (every quarter lease) while it
+    # holds the asset: a SIGKILLed worker's assets are taken over within a lease and a sweep.
+    INDEX_ASSET_LEASE_SECONDS: int = Field(
+        30, description="a worker's hold on an asset before another may take it; renewed every quarter of it "
+        "while the worker holds the asset, so it bounds the recovery after a worker dies, not the asset's time")
     INDEX_REQUEUE_AFTER_SECONDS: int = Field(
-        900, description="an asset queued but never started is queued again after this")
+        30, description="an asset queued (or due to retry) whose message nobody took for this long is sent "
+        "again: the broker lost it (restart) or its worker died before claiming it. A duplicate is harmless")
     INDEX_MAX_ATTEMPTS: int = Field(5, description="attempts per asset (transient failures, lost workers)")
     INDEX_RETRY_BASE_SECONDS: float = Field(2.0, description="first retry delay")
     INDEX_RETRY_MAX_SECONDS: float = Field(

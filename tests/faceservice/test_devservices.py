@@ -1,6 +1,11 @@
-"""`./dev run`'s closing block (issue #14), its web process, and `./dev audit`'s verdict (issue #18)."""
+"""`./dev run`'s closing block (issue #14), its web process, its supervision and `./dev audit`'s verdict (#18)."""
 
 from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
 
 import pytest
 
@@ -8,6 +13,8 @@ from faceservice.devservices import (
     AUDIT_IGNORE_FILE,
     ISSUE_KEY_COMMAND,
     PROJECT_DIR,
+    Background,
+    Supervisor,
     accepted_advisories,
     audit_findings,
     demo_key_banner,
@@ -51,6 +58,58 @@ def test_the_deployed_gunicorn_settings_write_no_access_log():
     config: dict = {}
     exec((PROJECT_DIR / "deploy" / "gunicorn.conf.py").read_text(), config)  # noqa: S102 - our own file
     assert config["accesslog"] is None
+
+
+# --- supervision -------------------------------------------------------------------------
+
+def _sleeper(name: str) -> Background:
+    return Background(name, [sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def _supervise_until(supervisor: Supervisor, done, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the supervisor did not act in time"
+        supervisor.check()
+        time.sleep(0.02)
+
+
+def test_a_process_that_dies_is_restarted_after_a_back_off_and_the_others_keep_running(capsys):
+    worker, web = _sleeper("worker"), _sleeper("web")
+    worker.start()
+    web.start()
+    supervisor = Supervisor([worker, web], base_seconds=0.3)
+    try:
+        first, web_pid = worker.process.pid, web.process.pid
+        os.killpg(first, signal.SIGKILL)
+        killed_at = time.monotonic()
+        _supervise_until(supervisor, lambda: worker.process.pid != first)
+        waited = time.monotonic() - killed_at
+        assert worker.process.poll() is None and 0.3 <= waited < 5
+        assert web.process.pid == web_pid and web.process.poll() is None  # untouched
+        assert "worker exited with code -9; restarting it in 0.3s (restart 1)" in capsys.readouterr().err
+
+        # It dies again at once: the back-off doubles rather than spinning.
+        second = worker.process.pid
+        os.killpg(second, signal.SIGKILL)
+        _supervise_until(supervisor, lambda: worker.process.pid != second)
+        assert "restarting it in 0.6s (restart 2)" in capsys.readouterr().err
+    finally:
+        supervisor.stop()  # what Ctrl-C does: every process stops
+    assert worker.process.poll() is not None and web.process.poll() is not None
+
+
+def test_a_process_that_keeps_dying_is_retried_with_a_growing_back_off(capsys):
+    crashing = Background("beat", [sys.executable, "-c", "raise SystemExit(3)"])
+    crashing.start()
+    supervisor = Supervisor([crashing], base_seconds=0.1)
+    try:
+        _supervise_until(supervisor, lambda: supervisor.processes[0].restarts >= 4)
+    finally:
+        supervisor.stop()
+    delays = [line.split("restarting it in ")[1].split("s ")[0]
+              for line in capsys.readouterr().err.splitlines() if "restarting it in" in line]
+    assert delays[:4] == ["0.1", "0.2", "0.4", "0.8"]
 
 
 # --- ./dev audit ------------------------------------------------------------------------

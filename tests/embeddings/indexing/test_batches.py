@@ -143,7 +143,7 @@ def test_renewing_leases_extends_only_claims_still_held(tenant, published):
     completion.complete_assets(finished=[finished(claims[0])])
     assert job_claims.renew_leases(tenant_id=tenant.id, claims=claims) == 1
     a, b = rows(job)
-    assert a.lease_expires_at is None and b.lease_expires_at > soon + timedelta(seconds=60)
+    assert a.lease_expires_at is None and b.lease_expires_at > soon + timedelta(seconds=20)
 
 
 def test_faces_written_after_a_key_rotation_use_the_new_version(tenant):

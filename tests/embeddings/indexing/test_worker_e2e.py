@@ -3,14 +3,19 @@
 Submit a job over the API with URL, S3 and inline sources, watch its progress,
 receive the signed webhook on a local receiver (verified with standardwebhooks),
 then find the indexed faces by searching with another photo of the same person.
-Then: SIGKILL a worker in the middle of a job and start another; the job
-finishes with every asset indexed exactly once.
+Then the faults (issue #18), each in the middle of a job, with the production
+lease, re-send and sweep timings: every worker process of a node SIGKILLed
+while another node lives, Valkey SIGKILLed and started again (its queue lost),
+PostgreSQL refusing connections with every session cut (as while it restarts).
+Each time the assets in flight at the fault are picked up again within 60 s
+and the job finishes with every asset indexed exactly once.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -32,6 +38,7 @@ from embeddings.search import selectors
 from tenants import services as tenant_services
 from tenants.webhooks import services as webhooks
 from tests.conftest import FACES_DIR, PROJECT_DIR, count, find
+from tests.faceservice.api.test_outages import database_away
 
 KNOWN = FACES_DIR / "known-people"
 GROUPS = FACES_DIR / "group-photos"
@@ -241,6 +248,76 @@ def test_a_job_of_real_photos_runs_on_a_worker_calls_back_and_is_searchable(
     assert hooks[0].verified["data"]["failed_assets"][0]["asset_id"] == "inline/broken"
 
 
+# --- faults ------------------------------------------------------------------------------
+
+RESUME_GOAL_SECONDS = 60
+# The production recovery timings (lease 30 s renewed by a heartbeat, re-send after 30 s, a
+# sweep every 10 s); small slots and batches so that the job is still running at the fault.
+FAULT_ENV = {"INDEX_SWEEP_INTERVAL_SECONDS": "10", "INDEX_MAX_INFLIGHT_PER_TENANT": "4", "INDEX_BATCH_SIZE": "2"}
+IN_FLIGHT = {"queued", "processing", "retry_wait"}
+
+
+def submit_photos(tenant, images, settings, n: int) -> tuple[str, int]:
+    settings.INDEX_MAX_INFLIGHT_PER_TENANT, settings.INDEX_BATCH_SIZE = 4, 2  # the submission dispatches too
+    photos = sorted(p for p in GROUPS.iterdir() if p.suffix in {".jpg", ".png"} and p.stat().st_size < 500_000)[:n]
+    urls = {p.stem: images.serve(f"/g/{p.name}", (200, p.read_bytes())) for p in photos}
+    job = api_client(tenant).post("/v1/index-jobs", {"assets": [
+        {"asset_id": name, "image": {"url": url}} for name, url in urls.items()]}, format="json")
+    assert job.status_code == 202, job.content
+    return job.json()["id"], len(urls)
+
+
+def in_flight(job_id: str) -> dict[str, int]:
+    """{job asset id: attempts} of the assets handed out and not finished."""
+    return {str(r.id): r.attempts for r in find(IndexJobAsset, job_id=job_id) if r.state in IN_FLIGHT}
+
+
+def seconds_to_resume(job_id: str, stuck: dict[str, int], since: float, worker: Worker) -> float:
+    """Seconds from `since` until every asset in flight at the fault was finished or claimed again."""
+    def moved_on() -> bool:
+        rows = {str(r.id): r for r in find(IndexJobAsset, job_id=job_id)}
+        return all(rows[i].state not in IN_FLIGHT or rows[i].attempts > attempts for i, attempts in stuck.items())
+
+    wait_for(moved_on, 2 * RESUME_GOAL_SECONDS, "the assets in flight at the fault to be picked up again", worker,
+             every=0.2)
+    return time.monotonic() - since
+
+
+def assert_indexed_once(tenant, job_id: str, total: int) -> None:
+    job = find(IndexJob, id=job_id)[0]
+    rows = find(IndexJobAsset, job_id=job_id)
+    assert job.state == "succeeded" and job.assets_done == total, [(r.asset_id, r.state, r.error_code) for r in rows]
+    for row in rows:  # each asset has exactly the faces its result names, once
+        stored = sorted(str(f.id) for f in find(Face, order_by="id", tenant_id=tenant.id, asset_id=row.asset_id))
+        assert stored == sorted(f["face_id"] for f in row.faces), row.asset_id
+        assert find(Asset, order_by="id", tenant_id=tenant.id, asset_id=row.asset_id)[0].face_count == len(stored)
+    assert count(Face, tenant_id=tenant.id) == job.faces_indexed == sum(len(r.faces) for r in rows)
+    assert count(AuditEvent, tenant_id=tenant.id, action="faces.indexed") == total  # one write per asset
+
+
+def finish(job_id: str, worker: Worker, timeout: float = 90) -> None:
+    wait_for(lambda: find(IndexJob, id=job_id)[0].state in TERMINAL, timeout, "the job to finish", worker, every=0.2)
+
+
+def test_a_node_whose_workers_are_killed_mid_job_is_taken_over_within_a_minute(
+        committed_tenant, images, start_worker, settings):
+    survivor = start_worker(concurrency=1, beat=True, env=FAULT_ENV)
+    doomed = start_worker(concurrency=2, env=FAULT_ENV)
+    job_id, total = submit_photos(committed_tenant, images, settings, 12)
+
+    wait_for(lambda: count(IndexJobAsset, job_id=job_id, state="succeeded") >= 2, 90, "two assets done", doomed,
+             every=0.05)
+    doomed.kill()  # the main process and every pool process of the node, no goodbyes
+    killed_at, stuck = time.monotonic(), in_flight(job_id)
+    assert stuck, "the job finished before the kill; nothing was tested"
+
+    resumed = seconds_to_resume(job_id, stuck, killed_at, survivor)
+    finish(job_id, survivor)
+    print(f"\nworker SIGKILL: {len(stuck)} assets in flight picked up again after {resumed:.1f}s")
+    assert resumed < RESUME_GOAL_SECONDS
+    assert_indexed_once(committed_tenant, job_id, total)
+
+
 def test_a_worker_killed_mid_job_loses_no_asset_and_duplicates_no_face(committed_tenant, images, start_worker,
                                                                       settings):
     tenant = committed_tenant
@@ -278,3 +355,77 @@ def test_a_worker_killed_mid_job_loses_no_asset_and_duplicates_no_face(committed
     assert count(AuditEvent, tenant_id=tenant.id, action="faces.indexed") == total  # one write per asset
     if "processing" in at_kill.values():  # the asset the killed worker held was taken over
         assert any(r.attempts >= 2 for r in rows)
+
+
+def valkey_pid(port: int) -> int | None:
+    """The embedded Valkey serving `port` (started by `./dev test`, which restarts it when it dies).
+
+    Valkey rewrites its command line to `valkey-server 127.0.0.1:PORT`.
+    """
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if "valkey-server" in title and title.endswith(f":{port}"):
+            return int(cmdline.parent.name)
+    return None
+
+
+def test_a_job_resumes_within_a_minute_of_a_valkey_restart(committed_tenant, images, start_worker, settings):
+    import redis
+
+    port = int(re.search(r":(\d+)/", settings.REDIS_URL).group(1))
+    pid = valkey_pid(port)
+    if pid is None:
+        pytest.skip("Valkey was not started by ./dev test here: nothing restarts it")
+    worker = start_worker(concurrency=2, beat=True, env=FAULT_ENV)
+    job_id, total = submit_photos(committed_tenant, images, settings, 12)
+    wait_for(lambda: count(IndexJobAsset, job_id=job_id, state="succeeded") >= 2, 90, "two assets done", worker,
+             every=0.05)
+
+    os.kill(pid, signal.SIGKILL)  # its queue and the unacknowledged messages are lost (no persistence)
+    killed_at, stuck = time.monotonic(), in_flight(job_id)
+    assert stuck, "the job finished before the restart; nothing was tested"
+    valkey = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
+    wait_for(lambda: valkey_pid(port) not in (None, pid) and _answers(valkey), 30, "Valkey to answer again")
+    back_after = time.monotonic() - killed_at
+
+    resumed = seconds_to_resume(job_id, stuck, killed_at, worker)
+    finish(job_id, worker)
+    print(f"\nValkey restart: back after {back_after:.1f}s; {len(stuck)} assets in flight picked up again "
+          f"after {resumed:.1f}s")
+    assert worker.process.poll() is None, worker.tail()  # the worker survived the broker restart
+    assert resumed < RESUME_GOAL_SECONDS
+    assert_indexed_once(committed_tenant, job_id, total)
+
+
+def _answers(valkey) -> bool:
+    import redis
+
+    try:
+        return bool(valkey.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_a_job_resumes_within_a_minute_of_a_database_restart(committed_tenant, images, start_worker, settings):
+    worker = start_worker(concurrency=2, beat=True, env=FAULT_ENV)
+    job_id, total = submit_photos(committed_tenant, images, settings, 12)
+    wait_for(lambda: count(IndexJobAsset, job_id=job_id, state="succeeded") >= 2, 90, "two assets done", worker,
+             every=0.05)
+
+    stuck = in_flight(job_id)
+    assert stuck, "the job finished before the outage; nothing was tested"
+    with database_away():  # every session cut, no new one for 5 s: claims, commits, heartbeats and sweeps fail
+        time.sleep(5)
+    back_at = time.monotonic()
+    connection.close()  # this test's own session was cut too
+
+    resumed = seconds_to_resume(job_id, stuck, back_at, worker)
+    finish(job_id, worker)
+    print(f"\nPostgreSQL restart (5 s away): {len(stuck)} assets in flight picked up again {resumed:.1f}s after "
+          "it came back")
+    assert worker.process.poll() is None, worker.tail()
+    assert resumed < RESUME_GOAL_SECONDS
+    assert_indexed_once(committed_tenant, job_id, total)
