@@ -108,6 +108,18 @@ def rows_mentioning(needles: list[str]) -> dict[str, int]:
     return found
 
 
+def installed_dimension() -> int:
+    """The installed pack's embedding size (fake faces of its model must have it: the model's HNSW index
+    casts to it); 128 where no pack is configured (the pure tier)."""
+    from embeddings.engine import ModelsUnavailable
+    from embeddings.face_engine import face_engine
+
+    try:
+        return face_engine().dimension
+    except ModelsUnavailable:
+        return 128
+
+
 def installed_model_id() -> str:
     """The installed pack's model id; a stand-in where no pack is configured (the pure tier)."""
     from embeddings.engine import ModelsUnavailable

@@ -15,7 +15,7 @@ from embeddings.engine import decode_image
 from embeddings.face_engine import face_engine
 from embeddings.store import services
 from faceservice.tenancy import platform_scope
-from tests.conftest import FACES_DIR, installed_model_id
+from tests.conftest import FACES_DIR, installed_dimension, installed_model_id
 
 KNOWN = FACES_DIR / "known-people"
 PROBES = KNOWN / "probe"
@@ -24,7 +24,7 @@ PROBES = KNOWN / "probe"
 # The installed pack's id: a collection holds one model's faces, and index jobs
 # are checked against the installed pack, as the workers would have made them.
 MODEL = installed_model_id()
-DIM = 128
+DIM = installed_dimension()
 ACTOR = Actor.system("tests")
 
 

@@ -15,7 +15,7 @@ from embeddings.indexing import completion, dispatch
 from embeddings.indexing import services as job_services
 from embeddings.models import IndexJob, IndexJobAsset
 from tenants.webhooks import services as webhooks
-from tests.conftest import find, installed_model_id, local_server
+from tests.conftest import find, installed_dimension, installed_model_id, local_server
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def images(settings):
 # The installed pack's id: a collection holds one model's faces, and index jobs
 # are checked against the installed pack, as the workers would have made them.
 MODEL = installed_model_id()
-DIM = 64
+DIM = installed_dimension()
 ACTOR = Actor(type="api_key", id="tests", name="tests", roles=("indexer",))
 
 
