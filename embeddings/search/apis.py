@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from embeddings.api import IMAGE_ERRORS, ImageSourceInput, image_from, plain_data
 from embeddings.engine.quality import NONE
-from embeddings.image_sources import uploaded_source
+from embeddings.image_sources import ImageSource, uploaded_source
 from embeddings.search import services as search_service
 from embeddings.search import subjects as person_search
 from embeddings.search.subjects import PersonQuery
@@ -418,6 +418,16 @@ class PersonSearchUpload(PersonSearchInput):
     image = serializers.FileField(help_text="The photo (JPEG, PNG or WebP)")
 
 
+def options_and_image(request, input_class: type[serializers.Serializer]) -> tuple[dict, ImageSource]:
+    """The validated fields and the photo (multipart `image` or JSON `image`) a person route needs."""
+    data = input_class(data=plain_data(request))
+    data.is_valid(raise_exception=True)
+    source = image_from(request, "image", data.validated_data)
+    if source is None:
+        raise InvalidRequest("Send an image (multipart `image` or JSON `image`).")
+    return data.validated_data, source
+
+
 class PersonSearchApi(TenantAPIView):
     """Search the collection's subjects (persons) by a photo: Rekognition's SearchUsersByImage."""
 
@@ -436,12 +446,7 @@ class PersonSearchApi(TenantAPIView):
 
         Example: `curl -H "Authorization: Bearer $KEY" -F image=@photo.jpg .../v1/search/subjects`
         """
-        data = PersonSearchInput(data=plain_data(request))
-        data.is_valid(raise_exception=True)
-        options = data.validated_data
-        source = image_from(request, "image", options)
-        if source is None:
-            raise InvalidRequest("Send an image (multipart `image` or JSON `image`).")
+        options, source = options_and_image(request, PersonSearchInput)
         query = PersonQuery(top_k=options["top_k"], threshold=options.get("threshold"),
                             target_fpir=options.get("target_fpir"), quality_filter=options["quality_filter"],
                             largest_only=options["faces"] == "largest", max_faces=options["max_faces"],
@@ -502,12 +507,7 @@ class VerifyApi(TenantAPIView):
 
         Example: `curl -H "Authorization: Bearer $KEY" -F image=@selfie.jpg -F subject_id=alice .../v1/verify`
         """
-        data = VerifyInput(data=plain_data(request))
-        data.is_valid(raise_exception=True)
-        options = data.validated_data
-        source = image_from(request, "image", options)
-        if source is None:
-            raise InvalidRequest("Send an image (multipart `image` or JSON `image`).")
+        options, source = options_and_image(request, VerifyInput)
         result = person_search.verify_subject(tenant_id=self.tenant_id, source=source,
                                               subject_id=options["subject_id"], collection=options.get("collection"),
                                               threshold=options.get("threshold"),

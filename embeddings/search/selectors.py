@@ -94,13 +94,7 @@ def gallery_size(*, tenant_id: UUID | str, collection_id: UUID | str, model_id: 
     SEARCH_GALLERY_COUNT_MAX. `generation`: the tenant's gallery generation if
     the caller read it already (SearchTimings.generation). Call inside the tenant's scope.
     """
-    filters, params = [], []
-    if subject_ids:
-        filters.append("subject_id = ANY(%s)")
-        params.append(list(subject_ids))
-    if asset_ids:
-        filters.append("asset_id = ANY(%s)")
-        params.append(list(asset_ids))
+    filters, params = _id_filters(subject_ids, asset_ids)
     where = "".join(f" AND {f}" for f in filters)
     sql = ("SELECT count(*) FROM (SELECT 1 FROM embeddings_face WHERE tenant_id = %s "  # noqa: S608
            f"AND collection_id = %s AND model_id = %s{where} LIMIT %s) AS counted")
@@ -152,6 +146,18 @@ def _generation(tenant_id: UUID | str) -> int:
     return row[0] if row else 0
 
 
+def _id_filters(subject_ids, asset_ids) -> tuple[list[str], list]:
+    """SQL conditions (and their parameters) narrowing to these subjects and assets."""
+    filters, params = [], []
+    if subject_ids:
+        filters.append("subject_id = ANY(%s)")
+        params.append(list(subject_ids))
+    if asset_ids:
+        filters.append("asset_id = ANY(%s)")
+        params.append(list(asset_ids))
+    return filters, params
+
+
 # A face past its expiry is never an answer, whenever the retention purge runs.
 _NOT_EXPIRED = "(expires_at IS NULL OR expires_at > statement_timestamp())"
 
@@ -165,13 +171,8 @@ def _candidate_rows(*, tenant_id, collection_id, model_id: str, key_version: int
     # expression differ from the indexed one, so the planner uses the tenant's
     # btree rows and sorts them.
     order = f"({distance}) + 0" if exact else distance
-    filters, params = ["key_version = %s", _NOT_EXPIRED], [key_version]
-    if subject_ids:
-        filters.append("subject_id = ANY(%s)")
-        params.append(list(subject_ids))
-    if asset_ids:
-        filters.append("asset_id = ANY(%s)")
-        params.append(list(asset_ids))
+    id_filters, id_params = _id_filters(subject_ids, asset_ids)
+    filters, params = ["key_version = %s", _NOT_EXPIRED, *id_filters], [key_version, *id_params]
     # Only validated literals (model id, dimension, canonical UUIDs) are
     # formatted in; other values are parameters. The model, tenant and collection
     # must be literals: the planner matches them against the partial indexes'

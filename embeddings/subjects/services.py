@@ -85,28 +85,43 @@ def merge_subjects(*, tenant_id: UUID | str, collection: str | None = None, subj
     return total
 
 
+def _owners(tenant_id, collection: str | None, face_ids: Sequence[UUID]) -> tuple[UUID, dict[UUID, str | None]]:
+    """The collection's id, and the subject of each of these faces found in it."""
+    collection_id = collection_named(tenant_id, collection).id
+    found = dict(Face.objects.filter(tenant_id=tenant_id, collection_id=collection_id, id__in=list(face_ids))
+                 .values_list("id", "subject_id"))
+    return collection_id, found
+
+
+def _set_subject(tenant_id, face_ids: list[UUID], subject_id: str | None) -> None:
+    if face_ids:
+        Face.objects.filter(tenant_id=tenant_id, id__in=face_ids).update(subject_id=subject_id)
+        next_generation(tenant_id, removes=False)
+
+
+def _record(tenant_id, actor: Actor, action: str, collection_id: UUID, result: FaceChanges) -> None:
+    record_event(tenant_id=tenant_id, actor=actor, action=action,
+                 target={"collection_id": str(collection_id), "subject_id": result.subject_id},
+                 details={"faces": len(result.changed), "face_ids": result.changed})
+
+
 def associate_faces(*, tenant_id: UUID | str, collection: str | None = None, subject_id: str,
                     face_ids: Sequence[UUID], actor: Actor) -> FaceChanges:
-    """Give these faces the subject (moving them from any other); each face not found is reported."""
+    """Give these faces the subject (moving them from any other); each face not changed is reported."""
     with tenant_context(tenant_id):
-        collection_id = collection_named(tenant_id, collection).id
-        found = dict(Face.objects.filter(tenant_id=tenant_id, collection_id=collection_id, id__in=list(face_ids))
-                     .values_list("id", "subject_id"))
+        collection_id, found = _owners(tenant_id, collection, face_ids)
         result = FaceChanges(subject_id=subject_id)
         for face_id in face_ids:
             if face_id not in found:
                 result.unchanged.append({"face_id": str(face_id), "reason": "not_found"})
             elif found[face_id] == subject_id:
                 result.unchanged.append({"face_id": str(face_id), "reason": "already_associated"})
-        moving = [face_id for face_id, owner in found.items() if owner != subject_id]
+        moving = [face_id for face_id in face_ids if face_id in found and found[face_id] != subject_id]
         if moving:
             check_subject_room(tenant_id, collection_id, subject_id, adding=len(moving))
-            Face.objects.filter(tenant_id=tenant_id, id__in=moving).update(subject_id=subject_id)
-            next_generation(tenant_id, removes=False)
-        result.changed = [str(face_id) for face_id in face_ids if face_id in moving]
-        record_event(tenant_id=tenant_id, actor=actor, action="faces.associated",
-                     target={"collection_id": str(collection_id), "subject_id": subject_id},
-                     details={"faces": len(moving), "face_ids": result.changed})
+        _set_subject(tenant_id, moving, subject_id)
+        result.changed = [str(face_id) for face_id in moving]
+        _record(tenant_id, actor, "faces.associated", collection_id, result)
     return result
 
 
@@ -114,21 +129,15 @@ def disassociate_faces(*, tenant_id: UUID | str, collection: str | None = None, 
                        face_ids: Sequence[UUID], actor: Actor) -> FaceChanges:
     """Take the subject off these faces (they stay indexed, without a subject)."""
     with tenant_context(tenant_id):
-        collection_id = collection_named(tenant_id, collection).id
-        found = dict(Face.objects.filter(tenant_id=tenant_id, collection_id=collection_id, id__in=list(face_ids))
-                     .values_list("id", "subject_id"))
+        collection_id, found = _owners(tenant_id, collection, face_ids)
         result = FaceChanges(subject_id=subject_id)
-        leaving = [face_id for face_id in face_ids if face_id in found and found[face_id] == subject_id]
         for face_id in face_ids:
             if face_id not in found:
                 result.unchanged.append({"face_id": str(face_id), "reason": "not_found"})
             elif found[face_id] != subject_id:
                 result.unchanged.append({"face_id": str(face_id), "reason": "not_associated"})
-        if leaving:
-            Face.objects.filter(tenant_id=tenant_id, id__in=leaving).update(subject_id=None)
-            next_generation(tenant_id, removes=False)
+        leaving = [face_id for face_id in face_ids if face_id in found and found[face_id] == subject_id]
+        _set_subject(tenant_id, leaving, None)
         result.changed = [str(face_id) for face_id in leaving]
-        record_event(tenant_id=tenant_id, actor=actor, action="faces.disassociated",
-                     target={"collection_id": str(collection_id), "subject_id": subject_id},
-                     details={"faces": len(leaving), "face_ids": result.changed})
+        _record(tenant_id, actor, "faces.disassociated", collection_id, result)
     return result
