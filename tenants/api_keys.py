@@ -15,7 +15,7 @@ from django.conf import settings
 
 from tenants.models import ApiKey
 
-KEY_PREFIX_BYTES = 6  # 12 hex characters: public, for lookup
+KEY_PREFIX_BYTES = 6  # 12 random hex characters of the public lookup prefix
 KEY_SECRET_BYTES = 32  # 256 bits of entropy
 KEY_SCHEME = "fsk"
 # The prefix's first 4 hex characters are the tenant's routing tag, the rest random:
@@ -31,8 +31,12 @@ def routing_tag(tenant_id) -> str:
 
 
 def new_prefix(tenant_id) -> str:
-    """A key's public lookup prefix: the tenant's routing tag, then random hex."""
-    return routing_tag(tenant_id) + secrets.token_hex(KEY_PREFIX_BYTES)[ROUTING_TAG_HEX:]
+    """A key's public lookup prefix: the tenant's routing tag, then 48 random bits (16 hex in all)."""
+    return routing_tag(tenant_id) + secrets.token_hex(KEY_PREFIX_BYTES)
+
+
+# Keys issued before routing tags have 12 hex characters of prefix; they keep working.
+PREFIX_LENGTHS = (KEY_PREFIX_BYTES * 2, ROUTING_TAG_HEX + KEY_PREFIX_BYTES * 2)
 
 
 def digest_secret(plaintext: str) -> str:
@@ -45,7 +49,7 @@ def digest_secret(plaintext: str) -> str:
 def parse_key(plaintext: str) -> str | None:
     """The lookup prefix of a key shaped `fsk_<prefix>_<secret>`, else None."""
     parts = plaintext.split("_", 2)  # the secret itself may contain "_"
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != KEY_PREFIX_BYTES * 2:
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) not in PREFIX_LENGTHS:
         return None
     return parts[1]
 

@@ -184,3 +184,22 @@ def test_an_expiry_in_the_past_is_refused(tenant, client_for):
     assert "expires_at" in error["details"]
     future = (timezone.now() + timedelta(days=1)).isoformat()
     assert _create_key_via_api(admin, expires_at=future)["expires_at"]
+
+
+def test_a_key_issued_before_routing_tags_still_authenticates(db, tenant):
+    """New keys carry the tenant's routing tag in a 16-character prefix; keys with the old 12-character
+    prefix keep authenticating."""
+    from audit.services import Actor
+    from faceservice.tenancy import tenant_context
+    from tenants import api_keys, selectors, services
+    from tenants.models import ApiKey
+
+    old = "fsk_0123456789ab_" + "s" * 43
+    with tenant_context(tenant.id):
+        ApiKey.objects.create(tenant_id=tenant.id, name="old", prefix="0123456789ab",
+                              digest=api_keys.digest_secret(old), roles=["searcher"])
+    new = services.create_api_key(tenant_id=tenant.id, name="new", roles=["searcher"],
+                                  actor=Actor.operator("tests"))
+    assert len(new.api_key.prefix) == 16 and new.api_key.prefix.startswith(api_keys.routing_tag(tenant.id))
+    assert selectors.api_key_for_secret(old).name == "old"
+    assert selectors.api_key_for_secret(new.plaintext).name == "new"
