@@ -105,18 +105,26 @@ def _record(tenant_id, actor: Actor, action: str, collection_id: UUID, result: F
                  details={"faces": len(result.changed), "face_ids": result.changed})
 
 
+def _sort(face_ids: Sequence[UUID], found: dict, result: FaceChanges, changes, reason: str) -> list[UUID]:
+    """The faces to change (found, and `changes(owner)`); the others go to `result.unchanged` with a reason."""
+    chosen = []
+    for face_id in face_ids:
+        if face_id not in found:
+            result.unchanged.append({"face_id": str(face_id), "reason": "not_found"})
+        elif changes(found[face_id]):
+            chosen.append(face_id)
+        else:
+            result.unchanged.append({"face_id": str(face_id), "reason": reason})
+    return chosen
+
+
 def associate_faces(*, tenant_id: UUID | str, collection: str | None = None, subject_id: str,
                     face_ids: Sequence[UUID], actor: Actor) -> FaceChanges:
     """Give these faces the subject (moving them from any other); each face not changed is reported."""
     with tenant_context(tenant_id):
         collection_id, found = _owners(tenant_id, collection, face_ids)
         result = FaceChanges(subject_id=subject_id)
-        for face_id in face_ids:
-            if face_id not in found:
-                result.unchanged.append({"face_id": str(face_id), "reason": "not_found"})
-            elif found[face_id] == subject_id:
-                result.unchanged.append({"face_id": str(face_id), "reason": "already_associated"})
-        moving = [face_id for face_id in face_ids if face_id in found and found[face_id] != subject_id]
+        moving = _sort(face_ids, found, result, lambda owner: owner != subject_id, "already_associated")
         if moving:
             check_subject_room(tenant_id, collection_id, subject_id, adding=len(moving))
         _set_subject(tenant_id, moving, subject_id)
@@ -131,12 +139,7 @@ def disassociate_faces(*, tenant_id: UUID | str, collection: str | None = None, 
     with tenant_context(tenant_id):
         collection_id, found = _owners(tenant_id, collection, face_ids)
         result = FaceChanges(subject_id=subject_id)
-        for face_id in face_ids:
-            if face_id not in found:
-                result.unchanged.append({"face_id": str(face_id), "reason": "not_found"})
-            elif found[face_id] != subject_id:
-                result.unchanged.append({"face_id": str(face_id), "reason": "not_associated"})
-        leaving = [face_id for face_id in face_ids if face_id in found and found[face_id] == subject_id]
+        leaving = _sort(face_ids, found, result, lambda owner: owner == subject_id, "not_associated")
         _set_subject(tenant_id, leaving, None)
         result.changed = [str(face_id) for face_id in leaving]
         _record(tenant_id, actor, "faces.disassociated", collection_id, result)
